@@ -1,0 +1,8 @@
+"""The one exception type for mistakes a user can fix (bad flags, missing or broken data).
+
+`train.py` prints its message as a single line on stderr and exits with status 2, no traceback.
+"""
+
+
+class UserInputError(Exception):
+    """Raised for bad input; the message says what is wrong and how to fix it, in one line."""
