@@ -1,0 +1,64 @@
+"""What every agent provides to the trainer.
+
+An agent owns its networks and optimisers and draws its own batches from the Buffer. It never parses
+flags, opens files or logs: `update` returns metrics as tensors on the device, read only at log time.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from utils.buffer import Buffer
+
+
+def optimise(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One gradient step on `loss`."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+
+
+def setting(default, help: str, choices: tuple | None = None, above: float | None = None,
+            at_least: float | None = None):
+    """A setting: its default, the one-line help shown by --help, and its allowed values
+    (`choices`, or a number strictly `above` or `at_least` a bound); checked before training starts."""
+    return field(default=default, metadata={"help": help, "choices": choices, "above": above, "at_least": at_least})
+
+
+@dataclass
+class AgentSettings:
+    """Hyperparameters of an agent; each field becomes a command-line flag."""
+
+
+class Agent(nn.Module):
+    Settings: type[AgentSettings] = AgentSettings
+
+    def __init__(self, obs_dim: int, act_dim: int, settings: AgentSettings, discount: float):
+        super().__init__()
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.settings, self.discount = settings, discount
+
+    # Behaviour pretraining (LOM's MDN). Agents without one keep pretrain_steps == 0.
+    pretrain_steps: int = 0
+
+    def pretrain_step(self, buffer: Buffer) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def pretrained_modules(self) -> dict[str, nn.Module]:
+        """The networks pretraining produces, saved to and restored from the cache."""
+        return {}
+
+    def pretrain_signature(self) -> dict:
+        """Every setting that changes the outcome of pretraining (part of the cache key)."""
+        return {}
+
+    def finish_pretraining(self, buffer: Buffer) -> None:
+        """Called once after pretraining or after loading its result, before the main loop."""
+
+    def update(self, buffer: Buffer, step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def act(self, states: torch.Tensor) -> torch.Tensor:
+        """Deterministic actions for normalised states."""
+        raise NotImplementedError

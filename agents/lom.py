@@ -1,0 +1,175 @@
+"""LOM: weighted imitation learning on one mode (Wang, Jin & Montana, arXiv 2412.03258, Algorithm 1).
+
+1. Fit the behaviour policy as a GMM with a mixture density network and freeze it (Eq. 15).
+2. Learn Q of the behaviour policy by SARSA (Eq. 16) and the hyper Q-function Q_phi(s, u), the value of
+   drawing the action from component u (Eq. 17).
+3. Pick u* = argmax_u Q_phi(s, u) (Eq. 7) and imitate actions of that component alone, weighted by their
+   advantage (Eq. 18).
+Defaults follow the authors' released code; the paper's variants are settings (`policy_loss`, `adv_baseline`).
+"""
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from agents.base import Agent, AgentSettings, optimise, setting
+from networks.critics import CriticEnsemble, OneHotHyperQ, ensemble_mse, soft_update
+from networks.mdn import GaussianMixture, MixtureDensityNetwork
+from networks.policies import DeterministicPolicy, GaussianPolicy
+from utils.buffer import Buffer
+
+TABLE_CHUNK = 65_536
+
+
+@dataclass
+class LOMSettings(AgentSettings):
+    num_mixtures: int = setting(5, "M, the number of Gaussian components of the behaviour MDN", at_least=1)
+    K: int = setting(1, "number of value critics; the TD target takes their minimum", at_least=1)
+    beta: float = setting(5.0, "advantage temperature: weight exp(beta*A) (mse) or exp(A/beta) (nll)",
+                         above=0)
+    C: float = setting(50.0, "upper clip of the advantage weight", above=0)
+    ac_rand: float = setting(0.0, "std of Gaussian noise added to the imitated action a^", at_least=0)
+    smooth_noise: float = setting(0.2, "std of the target smoothing noise on the next action", at_least=0)
+    noise_clip: float = setting(0.5, "clip of the target smoothing noise", at_least=0)
+    gmm_steps: int = setting(200_000, "MDN pretraining steps", at_least=0)
+    gmm_batch_size: int = setting(512, "MDN pretraining batch size", at_least=1)
+    gmm_lr: float = setting(1e-3, "MDN learning rate", above=0)
+    value_batch_size: int = setting(256, "batch size of the value (SARSA) update", at_least=1)
+    value_lr: float = setting(3e-4, "learning rate of the value critics", above=0)
+    hyper_batch_size: int = setting(1024, "states per hyper Q update (each with all M components)", at_least=1)
+    hyper_lr: float = setting(1e-3, "learning rate of the hyper Q-function", above=0)
+    policy_batch_size: int = setting(256, "batch size of the policy update", at_least=1)
+    policy_lr: float = setting(1e-3, "learning rate of the policy", above=0)
+    tau: float = setting(0.005, "Polyak coefficient of the critic targets", above=0)
+    target_update_every: int = setting(2, "steps between Polyak updates of the critic targets", at_least=1)
+    policy_loss: str = setting(
+        "mse", "mse: deterministic policy, weighted squared error (released code); "
+        "nll: Gaussian policy, weighted log-likelihood (paper Eq. 18)", ("mse", "nll"))
+    adv_baseline: str = setting(
+        "policy", "advantage baseline: Q(s, pi(s)) (released code) or Q(s, mean of the selected "
+        "component) (paper Algorithm 1)", ("policy", "mode_mean"))
+    mdn_hidden: int = setting(512, "width of the MDN's two hidden layers", at_least=1)
+    hidden: int = setting(256, "width of the two hidden layers of critics, hyper Q and policy", at_least=1)
+
+
+class LOM(Agent):
+    Settings = LOMSettings
+
+    def __init__(self, obs_dim: int, act_dim: int, settings: LOMSettings, discount: float):
+        super().__init__(obs_dim, act_dim, settings, discount)
+        s, hidden = settings, (settings.hidden, settings.hidden)
+        self.behaviour_mdn = MixtureDensityNetwork(obs_dim, act_dim, s.num_mixtures, (s.mdn_hidden,) * 2)
+        self.critic = CriticEnsemble(obs_dim, act_dim, s.K, hidden)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.hyper_q = OneHotHyperQ(obs_dim, s.num_mixtures, hidden)
+        policy_class = DeterministicPolicy if s.policy_loss == "mse" else GaussianPolicy
+        self.policy = policy_class(obs_dim, act_dim, hidden)
+        self.mdn_optimiser = torch.optim.Adam(self.behaviour_mdn.parameters(), lr=s.gmm_lr)
+        self.critic_optimiser = torch.optim.Adam(self.critic.parameters(), lr=s.value_lr)
+        self.hyper_q_optimiser = torch.optim.Adam(self.hyper_q.parameters(), lr=s.hyper_lr)
+        self.policy_optimiser = torch.optim.Adam(self.policy.parameters(), lr=s.policy_lr)
+        self.pretrain_steps = s.gmm_steps
+        # The frozen MDN's components at every dataset state, filled by finish_pretraining: (N, M, A).
+        self.register_buffer("component_means", torch.empty(0), persistent=False)
+        self.register_buffer("component_stds", torch.empty(0), persistent=False)
+
+    # ---- 1. the behaviour MDN ------------------------------------------------------------------
+    def pretrain_step(self, buffer: Buffer) -> dict[str, torch.Tensor]:
+        rows = buffer.sample_indices(self.settings.gmm_batch_size)
+        loss = self.behaviour_mdn.nll(buffer.observations[rows], buffer.actions[rows])  # Eq. 15
+        optimise(self.mdn_optimiser, loss)
+        return {"mdn_nll": loss.detach()}
+
+    def pretrained_modules(self):
+        return {"behaviour_mdn": self.behaviour_mdn}
+
+    def pretrain_signature(self) -> dict:
+        s = self.settings
+        return {"num_mixtures": s.num_mixtures, "gmm_steps": s.gmm_steps, "gmm_batch_size": s.gmm_batch_size,
+                "gmm_lr": s.gmm_lr, "mdn_hidden": s.mdn_hidden}
+
+    @torch.no_grad()
+    def finish_pretraining(self, buffer: Buffer) -> None:
+        """Freeze the MDN and evaluate it once at every dataset state: it never changes again."""
+        self.behaviour_mdn.requires_grad_(False)
+        mixtures = [self.behaviour_mdn(states) for states in buffer.observations.split(TABLE_CHUNK)]
+        self.component_means = torch.cat([m.means for m in mixtures])
+        self.component_stds = torch.cat([m.stds for m in mixtures])
+
+    def components_at(self, rows: torch.Tensor) -> GaussianMixture:
+        """The frozen MDN's components at dataset rows (mixing weights are not needed after pretraining)."""
+        return GaussianMixture(logits=None, means=self.component_means[rows], stds=self.component_stds[rows])
+
+    # ---- 2. value and hyper Q --------------------------------------------------------------------
+    def value_loss(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
+        """SARSA TD error on the dataset's own next action, with target smoothing (Eq. 16)."""
+        s = self.settings
+        with torch.no_grad():
+            next_actions = buffer.next_actions[rows]
+            noise = (s.smooth_noise * torch.randn_like(next_actions)).clamp(-s.noise_clip, s.noise_clip)
+            next_actions = (next_actions + noise).clamp(-1.0, 1.0)
+            next_q = self.critic_target(buffer.next_observations[rows], next_actions).min(dim=0).values
+            target = buffer.rewards[rows] + self.discount * (1.0 - buffer.terminals[rows]) * next_q
+        return ensemble_mse(self.critic(buffer.observations[rows], buffer.actions[rows]), target)
+
+    def hyper_q_loss(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
+        """Q_phi(s, u) regresses Q_1(s, a_u), a_u ~ component u, for every u at once (Eq. 17)."""
+        states = buffer.observations[rows]                                 # (B, obs)
+        with torch.no_grad():
+            component_actions = self.components_at(rows).sample_components()  # (B, M, A)
+            repeated_states = states.unsqueeze(1).expand(-1, component_actions.shape[1], -1)
+            target = self.critic.first(repeated_states, component_actions)  # (B, M)
+        return F.mse_loss(self.hyper_q(states), target)
+
+    # ---- 3. mode selection and weighted imitation ------------------------------------------------
+    def select_mode(self, states: torch.Tensor) -> torch.Tensor:
+        """The greedy hyper-policy u* = argmax_u Q_phi(s, u) (Eq. 7): (B,)."""
+        return self.hyper_q(states).argmax(dim=-1)
+
+    def advantage_weight(self, advantage: torch.Tensor) -> torch.Tensor:
+        """exp(beta*A) (released code) or exp(A/beta) (paper), clipped to (0, C]."""
+        s = self.settings
+        exponent = s.beta * advantage if s.policy_loss == "mse" else advantage / s.beta
+        return exponent.exp().clamp(max=s.C)
+
+    def policy_loss(self, buffer: Buffer, rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Advantage-weighted imitation of actions drawn from the selected component (Eq. 18)."""
+        s = self.settings
+        states = buffer.observations[rows]
+        policy_actions = self.policy.act(states)
+        with torch.no_grad():
+            components = self.components_at(rows)
+            chosen = self.select_mode(states)
+            batch = torch.arange(len(rows), device=rows.device)
+            mode_mean, mode_std = components.means[batch, chosen], components.stds[batch, chosen]
+            imitated = (mode_mean + mode_std * torch.randn_like(mode_mean)).clamp(-1.0, 1.0)
+            imitated = imitated + s.ac_rand * torch.randn_like(imitated)
+            baseline_action = policy_actions if s.adv_baseline == "policy" else mode_mean
+            advantage = self.critic.first(states, imitated) - self.critic.first(states, baseline_action)
+            weight = self.advantage_weight(advantage)
+        if s.policy_loss == "mse":
+            loss = (weight * (policy_actions - imitated).square().mean(dim=-1)).mean()
+        else:
+            loss = -(weight * self.policy.log_prob(states, imitated)).mean()
+        return loss, {"advantage": advantage.mean(), "weight": weight.mean(),
+                      "weight_clipped": (weight >= s.C).float().mean()}
+
+    # ---- one step of Algorithm 1's main loop ---------------------------------------------------
+    def update(self, buffer: Buffer, step_index: int) -> dict[str, torch.Tensor]:
+        s = self.settings
+        value_loss = self.value_loss(buffer, buffer.sample_td_indices(s.value_batch_size))
+        optimise(self.critic_optimiser, value_loss)
+        hyper_q_loss = self.hyper_q_loss(buffer, buffer.sample_indices(s.hyper_batch_size))
+        optimise(self.hyper_q_optimiser, hyper_q_loss)
+        policy_loss, policy_metrics = self.policy_loss(buffer, buffer.sample_indices(s.policy_batch_size))
+        optimise(self.policy_optimiser, policy_loss)
+        if step_index % s.target_update_every == 0:
+            soft_update(self.critic_target, self.critic, s.tau)
+        return {"value_loss": value_loss.detach(), "hyper_q_loss": hyper_q_loss.detach(),
+                "policy_loss": policy_loss.detach(), **policy_metrics}
+
+    @torch.no_grad()
+    def act(self, states: torch.Tensor) -> torch.Tensor:
+        return self.policy.act(states)

@@ -1,0 +1,74 @@
+"""The paper's Appendix-A one-step task: four action modes per state, two of them rewarded.
+
+The state is a scalar s in [-1, 1]. The behaviour data picks one of four modes uniformly; mode k's
+actions are clustered around c_k(s) = R (cos t_k, sin t_k) with t_k = pi/4 + k pi/2 + (pi/12) s, one mode
+per quadrant, turning slowly with the state so a model must condition on s to place them.
+
+Reward: 1 for an action in quadrant 1 or 3 that lies within `REWARD_RADIUS` of that quadrant's mode
+centre, else 0. The radius makes the paper's point sharp: the average of the four modes (near the origin)
+is an action no behaviour policy takes, and it earns nothing. Each episode is one step.
+"""
+
+import gymnasium as gym
+import numpy as np
+
+MODE_RADIUS = 0.6
+MODE_SPREAD = 0.05
+MODE_TURN = np.pi / 12
+REWARD_RADIUS = 0.25
+REWARDED_MODES = (0, 2)
+NUM_MODES = 4
+
+# Expected reward of a uniform random action in [-1, 1]^2: two disks of the reward radius out of area 4.
+RANDOM_POLICY_REWARD = len(REWARDED_MODES) * np.pi * REWARD_RADIUS**2 / 4.0
+OPTIMAL_REWARD = 1.0
+
+
+def mode_centres(states: np.ndarray) -> np.ndarray:
+    """Centres of the four action modes, shape (N, 4, 2), for states of shape (N,)."""
+    angles = np.pi / 4 + np.arange(NUM_MODES) * np.pi / 2 + MODE_TURN * states[:, None]
+    return MODE_RADIUS * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+
+
+def reward(states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """1 where the action is near a rewarded mode's centre (quadrants 1 and 3), else 0; shape (N,)."""
+    centres = mode_centres(states)[:, REWARDED_MODES]
+    distances = np.linalg.norm(actions[:, None, :] - centres, axis=-1)
+    return (distances.min(axis=1) <= REWARD_RADIUS).astype(np.float32)
+
+
+def make_dataset(size: int, seed: int) -> dict:
+    """One-step transitions from the four-mode behaviour policy, deterministic from `seed`."""
+    rng = np.random.default_rng(seed)
+    states = rng.uniform(-1.0, 1.0, size)
+    modes = rng.integers(NUM_MODES, size=size)
+    actions = mode_centres(states)[np.arange(size), modes] + MODE_SPREAD * rng.standard_normal((size, 2))
+    actions = np.clip(actions, -1.0, 1.0)
+    observations = states[:, None].astype(np.float32)
+    return {
+        "observations": observations,
+        "actions": actions.astype(np.float32),
+        "rewards": reward(states, actions),
+        "terminals": np.ones(size, dtype=np.float32),
+        "timeouts": np.zeros(size, dtype=np.float32),
+        "next_observations": observations.copy(),
+    }
+
+
+class ToyMultimodalEnv(gym.Env):
+    """Draw s uniformly, take one action, receive its reward, done."""
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self._state = np.zeros(1, dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._state = self.np_random.uniform(-1.0, 1.0, size=1).astype(np.float32)
+        return self._state.copy(), {}
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        r = float(reward(self._state.astype(np.float64), action[None])[0])
+        return self._state.copy(), r, True, False, {}

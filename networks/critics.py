@@ -1,0 +1,51 @@
+"""Value networks: an ensemble of K state-action critics and the hyper Q-function over mixture components."""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from networks.mlp import EnsembleMLP, mlp
+
+
+class CriticEnsemble(nn.Module):
+    """K independent Q(s, a) networks evaluated in one batched pass."""
+
+    def __init__(self, obs_dim: int, act_dim: int, ensemble_size: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.q = EnsembleMLP(ensemble_size, obs_dim + act_dim, hidden, 1)
+
+    def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """(B, obs), (B, act) -> (K, B)."""
+        return self.q(torch.cat([states, actions], dim=-1)).squeeze(-1)
+
+    def first(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_1, the first member only: (..., obs), (..., act) -> (...)."""
+        inputs = torch.cat([states, actions], dim=-1)
+        return self.q.member(inputs.reshape(-1, inputs.shape[-1]), 0).view(inputs.shape[:-1])
+
+
+class OneHotHyperQ(nn.Module):
+    """Q_phi(s, u) with the component index as a one-hot input, one output (the released code's form)."""
+
+    def __init__(self, obs_dim: int, num_components: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.num_components = num_components
+        self.q = mlp(obs_dim + num_components, hidden, 1)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """Q_phi for every component: (B, obs) -> (B, M)."""
+        batch, m = states.shape[0], self.num_components
+        one_hots = torch.eye(m, device=states.device, dtype=states.dtype).expand(batch, m, m)
+        pairs = torch.cat([states.unsqueeze(1).expand(batch, m, states.shape[-1]), one_hots], dim=-1)
+        return self.q(pairs).squeeze(-1)
+
+
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Polyak averaging: target <- (1 - tau) * target + tau * online."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
+def ensemble_mse(predictions: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum over the K members of each member's mean squared error to a shared target: (K, B), (B,)."""
+    return F.mse_loss(predictions, target.expand_as(predictions), reduction="none").mean(dim=1).sum()

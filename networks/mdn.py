@@ -1,0 +1,53 @@
+"""The mixture density network that models the behaviour policy as a state-conditioned GMM (paper Sec. 5.1)."""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from networks.mlp import mlp
+
+MEAN_LIMIT = 0.9999
+LOG_STD_MIN, LOG_STD_MAX = -15.0, 0.0
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclass
+class GaussianMixture:
+    """Per-state mixture parameters: logits (B, M), means (B, M, A), stds (B, M, A)."""
+
+    logits: torch.Tensor
+    means: torch.Tensor
+    stds: torch.Tensor
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        """log pi_b(a | s) = logsumexp_i(log alpha_i + sum_d log N(a_d; mu_id, sigma_id)) (Eq. 2, 14): (B,)."""
+        z = (actions.unsqueeze(1) - self.means) / self.stds
+        component_log_prob = (-0.5 * z.square() - self.stds.log() - LOG_SQRT_2PI).sum(-1)
+        return torch.logsumexp(torch.log_softmax(self.logits, dim=-1) + component_log_prob, dim=-1)
+
+    def sample_components(self) -> torch.Tensor:
+        """One action from every component: a_u ~ N(mu_u, sigma_u), shape (B, M, A)."""
+        return self.means + self.stds * torch.randn_like(self.means)
+
+
+class MixtureDensityNetwork(nn.Module):
+    """state -> hidden -> (M*A means, M*A log-stds, M logits)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, num_components: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.act_dim, self.num_components = act_dim, num_components
+        self.body = mlp(obs_dim, hidden, num_components * (2 * act_dim + 1))
+
+    def forward(self, states: torch.Tensor) -> GaussianMixture:
+        m, a = self.num_components, self.act_dim
+        out = self.body(states)
+        means = torch.tanh(out[:, : m * a]).clamp(-MEAN_LIMIT, MEAN_LIMIT).view(-1, m, a)
+        log_stds = out[:, m * a : 2 * m * a].clamp(LOG_STD_MIN, LOG_STD_MAX).view(-1, m, a)
+        logits = out[:, 2 * m * a :]
+        return GaussianMixture(logits=logits, means=means, stds=log_stds.exp())
+
+    def nll(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood of the behaviour actions (Eq. 15)."""
+        return -self(states).log_prob(actions).mean()

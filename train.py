@@ -1,0 +1,118 @@
+"""Train an offline RL agent on a dataset, evaluate it, and log the scores: `python train.py --help`.
+
+The run follows the paper's Algorithm 1: pretrain the behaviour model (LOM's MDN), then alternate
+agent updates with periodic evaluations of the deterministic policy.
+"""
+
+import sys
+
+import torch
+from tqdm import tqdm
+
+from agents import AGENTS
+from agents.base import Agent
+from utils.buffer import Buffer
+from utils.config import Config, parse_config
+from utils.datasets import Dataset, load_dataset
+from utils.errors import UserInputError
+from utils.evaluation import Evaluator, torch_policy
+from utils.logger import RunLogger, run_directory
+from utils.pretrain_cache import cache_file, load_pretrained, save_pretrained
+from utils.runtime import MetricAverager, resolve_device, seed_everything
+
+POSTFIX_EVERY = 1_000  # steps between progress-bar updates (each reads metrics from the device once)
+EVAL_SEED_OFFSET = 10_000  # evaluation episodes use seed + this, apart from the training streams
+
+
+def load_data(config: Config) -> Dataset:
+    run = config.run
+    return load_dataset(run.env_name, dataset_path=run.dataset_path or None, eval_env=run.eval_env or None,
+                        d4rl_dir=run.d4rl_dir or None, dataset_url=run.dataset_url or None,
+                        toy_size=run.toy_size, seed=run.seed,
+                        ref_min_score=run.ref_min_score, ref_max_score=run.ref_max_score)
+
+
+def pretrain(agent: Agent, buffer: Buffer, dataset: Dataset, config: Config) -> None:
+    """Algorithm 1, lines 1-4: learn the behaviour model, or load it from the cache."""
+    if agent.pretrain_steps == 0:
+        agent.finish_pretraining(buffer)
+        return
+    run = config.run
+    path = cache_file(run.gmm_dir, dataset, run.agent, agent, run.normalise, run.seed)
+    if run.save_gmm and not run.retrain_gmm and load_pretrained(agent, path):
+        tqdm.write(f"loaded the pretrained behaviour model from {path}")
+    else:
+        bar = tqdm(range(1, agent.pretrain_steps + 1), desc="MDN pretraining", unit="step", dynamic_ncols=True)
+        for step in bar:
+            metrics = agent.pretrain_step(buffer)
+            if step % POSTFIX_EVERY == 0 or step == agent.pretrain_steps:
+                bar.set_postfix({k: f"{v.item():.3f}" for k, v in metrics.items()})
+        if run.save_gmm:
+            save_pretrained(agent, path)
+    agent.finish_pretraining(buffer)
+
+
+def train(agent: Agent, buffer: Buffer, evaluator: Evaluator, logger: RunLogger, config: Config) -> dict:
+    """Algorithm 1, lines 5-21, with an evaluation every eval_every steps and at the last step."""
+    run = config.run
+    policy = torch_policy(agent.act, buffer.normaliser, buffer.device)
+    averager, last = MetricAverager(), {}
+    bar = tqdm(range(1, run.training_steps + 1), desc=f"{run.agent} training", unit="step", dynamic_ncols=True)
+    for step in bar:
+        metrics = agent.update(buffer, step)
+        averager.add(metrics)
+        if step % run.eval_every == 0 or step == run.training_steps:
+            row = {f"train/{k}": v for k, v in averager.mean().items()} | evaluator(policy)
+            logger.log(step, row)
+            last["score"] = row.get("eval/normalised_score", row["eval/return"])
+        if step % POSTFIX_EVERY == 0 or step == run.training_steps:
+            bar.set_postfix({**{k: f"{v.item():.3g}" for k, v in metrics.items() if "loss" in k},
+                             **{k: f"{v:.1f}" for k, v in last.items()}})
+    return logger.finish()
+
+
+def wandb_options(config: Config, dataset: Dataset) -> dict | None:
+    run = config.run
+    if not run.enable_wandb:
+        return None
+    return {"project": run.project, "group": run.group or f"{dataset.name}_{run.agent}",
+            "name": run.name or f"{run.agent}_{dataset.name}_seed{run.seed}"}
+
+
+def run(config: Config) -> dict:
+    """Everything that can fail on bad input happens before the run directory is made."""
+    seed_everything(config.run.seed)
+    device = resolve_device(config.run.device)
+    dataset = load_data(config)
+    evaluator = Evaluator(dataset, config.run.eval_episodes, config.run.seed + EVAL_SEED_OFFSET)
+    buffer = Buffer(dataset, device, config.run.normalise)
+    agent = AGENTS[config.run.agent](buffer.obs_dim, buffer.act_dim, config.agent, config.run.discount).to(device)
+
+    run_dir = run_directory(config.run.log_path, dataset.name, config.run.agent, config.run.seed)
+    tqdm.write(f"run directory: {run_dir}")
+    logger = RunLogger(run_dir, config.to_dict() | {"dataset": dataset.name, "dataset_source": dataset.source,
+                                                    "device": str(device)},
+                       wandb_options(config, dataset))
+    try:
+        pretrain(agent, buffer, dataset, config)
+        # Re-seeded so the main loop is the same whether the behaviour model was trained or loaded.
+        torch.manual_seed(config.run.seed + 1)
+        summary = train(agent, buffer, evaluator, logger, config)
+    finally:
+        logger.close()
+        evaluator.close()
+    tqdm.write(f"final score {summary.get('final_score', summary.get('final_return'))}; results in {run_dir}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run(parse_config(argv))
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

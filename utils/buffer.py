@@ -1,0 +1,64 @@
+"""The dataset as tensors on the training device, states normalised once, sampled with torch.randint there."""
+
+import numpy as np
+import torch
+
+from utils.datasets import Dataset
+
+STD_FLOOR = 1e-3
+
+
+class StateNormaliser:
+    """z-scores states with the dataset's statistics; the identity when normalisation is off."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, device: torch.device):
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=device)
+
+    @classmethod
+    def fit(cls, observations: np.ndarray, enabled: bool, device: torch.device) -> "StateNormaliser":
+        if not enabled:
+            dim = observations.shape[1]
+            return cls(np.zeros(dim), np.ones(dim), device)
+        return cls(observations.mean(0), observations.std(0) + STD_FLOOR, device)
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        return (states - self.mean) / self.std
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std}
+
+
+class Buffer:
+    """Every transition of a Dataset on one device.
+
+    `observations`, `next_observations` are normalised; actions stay in [-1, 1]; rewards are unscaled.
+    Rows whose SARSA target is undefined (an episode cut by a timeout or by the end of the data) are
+    kept for imitation but never drawn by `sample_td_indices`.
+    """
+
+    def __init__(self, dataset: Dataset, device: torch.device, normalise: bool):
+        self.device = device
+        self.size = len(dataset.observations)
+        self.obs_dim = dataset.observations.shape[1]
+        self.act_dim = dataset.actions.shape[1]
+        self.normaliser = StateNormaliser.fit(dataset.observations, normalise, device)
+
+        def on_device(array: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(array, dtype=np.float32), device=device)
+
+        self.observations = self.normaliser(on_device(dataset.observations))
+        self.next_observations = self.normaliser(on_device(dataset.next_observations))
+        self.actions = on_device(dataset.actions)
+        self.next_actions = on_device(dataset.next_actions)
+        self.rewards = on_device(dataset.rewards)
+        self.terminals = on_device(dataset.terminals)
+        self.td_rows = torch.as_tensor(np.flatnonzero(dataset.has_td_target), device=device)
+
+    def sample_indices(self, batch_size: int) -> torch.Tensor:
+        """Uniform rows of the whole dataset (for imitation and the hyper Q)."""
+        return torch.randint(self.size, (batch_size,), device=self.device)
+
+    def sample_td_indices(self, batch_size: int) -> torch.Tensor:
+        """Uniform rows among those whose SARSA target is defined (for the value function)."""
+        return self.td_rows[torch.randint(len(self.td_rows), (batch_size,), device=self.device)]

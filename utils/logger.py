@@ -1,0 +1,97 @@
+"""One directory per run: config.json, progress.csv, progress.jsonl, summary.json; optionally wandb.
+
+The logger knows rows of numbers, not which agent produced them.
+"""
+
+import csv
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+from utils.errors import UserInputError
+
+SCORE_KEY, RETURN_KEY = "eval/normalised_score", "eval/return"
+
+
+def run_directory(log_path: str, dataset: str, agent: str, seed: int) -> Path:
+    """<log_path>/<dataset>_<agent>_seed<seed>_<date-time>, made unique; created here."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-")
+    stem = f"{slug}_{agent}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+    root = Path(log_path).expanduser()
+    for attempt in range(1000):
+        path = root / (stem if attempt == 0 else f"{stem}-{attempt}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise UserInputError(f"cannot create the run directory in {root}: {error.strerror}; "
+                                 "choose a writable --log_path") from None
+    raise UserInputError(f"too many runs named {stem} in {root}")
+
+
+def finite_or_none(value):
+    return value if not (isinstance(value, float) and not math.isfinite(value)) else None
+
+
+def summarise(rows: list[dict], wall_time: float) -> dict:
+    """Final, best, and mean of the last 10 % of evaluations, of the score (and the raw return)."""
+    summary = {"steps": rows[-1]["step"] if rows else 0, "evaluations": len(rows), "wall_time_s": wall_time}
+    tail = max(1, math.ceil(0.1 * len(rows)))
+    for key, name in ((SCORE_KEY, "score"), (RETURN_KEY, "return")):
+        values = [row[key] for row in rows if key in row]
+        if values:
+            summary[f"final_{name}"] = values[-1]
+            summary[f"best_{name}"] = max(values)
+            summary[f"last10pct_mean_{name}"] = sum(values[-tail:]) / len(values[-tail:])
+    return summary
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, config: dict, wandb_options: dict | None = None):
+        self.run_dir = run_dir
+        self.rows: list[dict] = []
+        self.started = time.time()
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        self.csv_file = open(run_dir / "progress.csv", "w", newline="")
+        self.jsonl_file = open(run_dir / "progress.jsonl", "w")
+        self.csv_writer: csv.DictWriter | None = None
+        self.wandb_run = start_wandb(run_dir, config, wandb_options) if wandb_options else None
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        row = {"step": step, "wall_time_s": round(time.time() - self.started, 3), **values}
+        self.rows.append(row)
+        if self.csv_writer is None:
+            self.csv_writer = csv.DictWriter(self.csv_file, fieldnames=list(row))
+            self.csv_writer.writeheader()
+        self.csv_writer.writerow(row)
+        self.csv_file.flush()
+        self.jsonl_file.write(json.dumps({k: finite_or_none(v) for k, v in row.items()}) + "\n")
+        self.jsonl_file.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.log(values, step=step)
+
+    def finish(self) -> dict:
+        summary = summarise(self.rows, time.time() - self.started)
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.close()
+        if self.wandb_run is not None:
+            self.wandb_run.summary.update(summary)
+            self.wandb_run.finish()
+            self.wandb_run = None
+        return summary
+
+    def close(self) -> None:
+        self.csv_file.close()
+        self.jsonl_file.close()
+
+
+def start_wandb(run_dir: Path, config: dict, options: dict):
+    try:
+        import wandb
+    except ImportError:
+        raise UserInputError("--enable_wandb 1 needs wandb: pip install wandb") from None
+    return wandb.init(dir=str(run_dir), config=config, **options)
