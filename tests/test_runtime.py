@@ -1,0 +1,68 @@
+"""utils/runtime.py: metric averaging on the device, device choice and seeding."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from utils.errors import UserInputError
+from utils.runtime import MetricAverager, resolve_device, seed_everything
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def test_metric_averager_means_known_tensors():
+    averager = MetricAverager()
+    averager.add({"loss": torch.tensor(1.0), "weight": torch.tensor(2.0)})
+    averager.add({"loss": torch.tensor(3.0), "weight": torch.tensor(6.0)})
+    averager.add({"loss": torch.tensor(5.0), "weight": torch.tensor(1.0)})
+    means = averager.mean()
+    assert means == pytest.approx({"loss": 3.0, "weight": 3.0})
+    assert all(isinstance(value, float) for value in means.values())
+
+
+def test_metric_averager_starts_over_after_mean():
+    averager = MetricAverager()
+    averager.add({"loss": torch.tensor(10.0)})
+    assert averager.mean() == {"loss": 10.0}
+    assert averager.mean() == {}
+    averager.add({"loss": torch.tensor(2.0)})
+    averager.add({"loss": torch.tensor(4.0)})
+    assert averager.mean() == {"loss": 3.0}
+
+
+def test_metric_averager_does_not_alias_the_added_tensor():
+    averager = MetricAverager()
+    value = torch.tensor(1.0)
+    averager.add({"loss": value})
+    value.add_(100.0)  # an agent reusing its metric tensor in place must not change the sum
+    averager.add({"loss": torch.tensor(3.0)})
+    assert averager.mean() == {"loss": 2.0}
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="a CUDA GPU is present")
+def test_resolve_device_cuda_without_gpu_raises_user_input_error():
+    with pytest.raises(UserInputError, match="--device cpu"):
+        resolve_device("cuda")
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="a CUDA GPU is present")
+def test_resolve_device_auto_gives_cpu_without_gpu():
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_resolve_device_cpu():
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_seed_everything_repeats_python_numpy_and_torch_draws():
+    def draws():
+        return random.random(), np.random.rand(), torch.rand(1).item()
+
+    seed_everything(123)
+    first = draws()
+    seed_everything(123)
+    assert draws() == first
+    seed_everything(124)
+    assert draws() != first
