@@ -87,10 +87,6 @@ def test_yaml_lookup_ignores_the_case_of_the_dataset_name():
         assert value_of(config, key) == value, key
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG utils/config.py: parse_config lower-cases --agent in its pre-parser (type=str.lower) but then "
-    "re-parses argv with build_parser(), whose --agent flag has type=str and choices ('lom', 'bc'), so "
-    "'--agent LOM' raises UserInputError 'invalid choice: LOM' instead of selecting lom"))
 def test_agent_name_is_case_insensitive():
     config = parse_config(["--agent", "LOM"])
     assert config.run.agent == "lom" and isinstance(config.agent, LOMSettings)

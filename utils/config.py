@@ -83,7 +83,9 @@ def add_flags(parser: argparse.ArgumentParser, settings_class: type, title: str)
     for field in fields(settings_class):
         choices = field.metadata.get("choices")
         shown = int(field.default) if isinstance(field.default, bool) else field.default
-        group.add_argument(f"--{field.name}", type=value_type(field), choices=choices,
+        # Named choices (agent, device, loss variants) are case-insensitive: --agent LOM works.
+        kind = str.lower if choices else value_type(field)
+        group.add_argument(f"--{field.name}", type=kind, choices=choices,
                            help=f"{field.metadata['help']} (default: {shown!r})")
 
 
