@@ -4,9 +4,15 @@ The state is a scalar s in [-1, 1]. The behaviour data picks one of four modes u
 actions are clustered around c_k(s) = R (cos t_k, sin t_k) with t_k = pi/4 + k pi/2 + (pi/12) s, one mode
 per quadrant, turning slowly with the state so a model must condition on s to place them.
 
-Reward: 1 for an action in quadrant 1 or 3 that lies within `REWARD_RADIUS` of that quadrant's mode
-centre, else 0. The radius makes the paper's point sharp: the average of the four modes (near the origin)
-is an action no behaviour policy takes, and it earns nothing. Each episode is one step.
+Reward: an action within `REWARD_RADIUS` of the quadrant-1 mode's centre earns 1, one as close to the
+quadrant-3 mode's centre earns 0.5, anything else 0. Two changes to Appendix A, both deliberate:
+- The radius makes the paper's point sharp: the average of the four modes (near the origin) is an action
+  no behaviour policy takes, and it earns nothing.
+- Appendix A rewards quadrants 1 and 3 equally. Then the greedy hyper-policy's argmax is a tie, decided by
+  noise in Q_phi, and a deterministic unimodal policy ends up averaging the two winners (we saw LOM
+  collapse this way on some seeds). One best mode, as in the paper's Fetch tasks (2 for the first-quadrant
+  goal, 1 for the others), makes the task well posed.
+Each episode is one step.
 """
 
 import gymnasium as gym
@@ -16,12 +22,12 @@ MODE_RADIUS = 0.6
 MODE_SPREAD = 0.05
 MODE_TURN = np.pi / 12
 REWARD_RADIUS = 0.25
-REWARDED_MODES = (0, 2)
+MODE_REWARDS = {0: 1.0, 2: 0.5}  # mode index (0 = quadrant 1, 2 = quadrant 3) -> reward near its centre
 NUM_MODES = 4
 
-# Expected reward of a uniform random action in [-1, 1]^2: two disks of the reward radius out of area 4.
-RANDOM_POLICY_REWARD = len(REWARDED_MODES) * np.pi * REWARD_RADIUS**2 / 4.0
-OPTIMAL_REWARD = 1.0
+# Expected reward of a uniform random action in [-1, 1]^2: each rewarded disk covers pi r^2 of area 4.
+RANDOM_POLICY_REWARD = sum(MODE_REWARDS.values()) * np.pi * REWARD_RADIUS**2 / 4.0
+OPTIMAL_REWARD = max(MODE_REWARDS.values())
 
 
 def mode_centres(states: np.ndarray) -> np.ndarray:
@@ -31,10 +37,11 @@ def mode_centres(states: np.ndarray) -> np.ndarray:
 
 
 def reward(states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """1 where the action is near a rewarded mode's centre (quadrants 1 and 3), else 0; shape (N,)."""
-    centres = mode_centres(states)[:, REWARDED_MODES]
-    distances = np.linalg.norm(actions[:, None, :] - centres, axis=-1)
-    return (distances.min(axis=1) <= REWARD_RADIUS).astype(np.float32)
+    """The reward of the rewarded mode whose centre the action is near, else 0; shape (N,)."""
+    modes = list(MODE_REWARDS)
+    distances = np.linalg.norm(actions[:, None, :] - mode_centres(states)[:, modes], axis=-1)
+    earned = np.where(distances <= REWARD_RADIUS, np.array([MODE_REWARDS[m] for m in modes]), 0.0)
+    return earned.max(axis=1).astype(np.float32)
 
 
 def make_dataset(size: int, seed: int) -> dict:

@@ -1,0 +1,147 @@
+"""End-to-end: real subprocess runs of train.py on the toy task, every output file read back."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SHORT_RUN = ["--training_steps", "300", "--eval_every", "100", "--gmm_steps", "200", "--eval_episodes", "20",
+             "--hyper_batch_size", "256"]
+
+
+def train(tmp_path: Path, *flags: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env_extra or {})}
+    command = [sys.executable, "train.py", "--log_path", str(tmp_path / "runs"), "--gmm_dir", str(tmp_path / "gmm"),
+               *flags]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def run_dirs(tmp_path: Path) -> list[Path]:
+    root = tmp_path / "runs"
+    return sorted(root.iterdir()) if root.exists() else []
+
+
+def read_progress(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    with open(run_dir / "progress.csv") as file:
+        csv_rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
+    jsonl_rows = [json.loads(line) for line in (run_dir / "progress.jsonl").read_text().splitlines()]
+    return csv_rows, jsonl_rows
+
+
+def without_wall_time(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "wall_time_s"} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("toy")
+    result = train(tmp_path, *SHORT_RUN)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return tmp_path, result
+
+
+def test_run_writes_config_progress_and_summary(toy_run):
+    tmp_path, _ = toy_run
+    (run_dir,) = run_dirs(tmp_path)
+    assert run_dir.name.startswith("toy-multimodal_lom_seed0_")
+
+    config = json.loads((run_dir / "config.json").read_text())
+    toy_yaml = yaml.safe_load((REPO / "configs/lom/toy-multimodal.yaml").read_text())
+    assert config["env_name"] == "toy-multimodal" and config["agent"] == "lom" and config["seed"] == 0
+    assert config["training_steps"] == 300 and config["gmm_steps"] == 200  # flags beat the YAML
+    assert config["num_mixtures"] == toy_yaml["num_mixtures"]  # the YAML beats the default
+    assert config["hyper_batch_size"] == 256 and config["device"] == "cpu"
+
+    csv_rows, jsonl_rows = read_progress(run_dir)
+    assert [row["step"] for row in csv_rows] == [100, 200, 300]
+    for csv_row, jsonl_row in zip(without_wall_time(csv_rows), without_wall_time(jsonl_rows), strict=True):
+        assert csv_row == pytest.approx(jsonl_row)
+    for row in csv_rows:
+        for key in ("train/value_loss", "train/hyper_q_loss", "train/policy_loss", "eval/return",
+                    "eval/normalised_score"):
+            assert math.isfinite(row[key])
+        assert row["eval/episode_length"] == 1.0  # one-step task
+        assert 0.0 <= row["eval/return"] <= 1.0
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    scores = [row["eval/normalised_score"] for row in csv_rows]
+    assert summary["steps"] == 300 and summary["evaluations"] == 3
+    assert summary["final_score"] == pytest.approx(scores[-1])
+    assert summary["best_score"] == pytest.approx(max(scores))
+    assert summary["last10pct_mean_score"] == pytest.approx(scores[-1])  # 10 % of 3 evaluations rounds up to 1
+    assert summary["final_return"] == pytest.approx(csv_rows[-1]["eval/return"])
+    assert summary["wall_time_s"] > 0
+
+
+def test_pretrained_mdn_is_cached_and_reused_with_identical_results(toy_run):
+    tmp_path, first = toy_run
+    (cached,) = (tmp_path / "gmm").glob("*.pt")
+    assert cached.name.startswith("toy-multimodal_lom_seed0_")
+    assert "MDN pretraining" in first.stderr
+
+    second = train(tmp_path, *SHORT_RUN)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "loaded the pretrained behaviour model" in second.stderr
+    assert "MDN pretraining" not in second.stderr
+
+    first_dir, second_dir = run_dirs(tmp_path)
+    assert without_wall_time(read_progress(second_dir)[1]) == without_wall_time(read_progress(first_dir)[1])
+
+
+def test_retrain_gmm_trains_again_and_reproduces_the_same_numbers(tmp_path, toy_run):
+    cache_tmp, _ = toy_run
+    (cached,) = (cache_tmp / "gmm").glob("*.pt")
+    cached_at = cached.stat().st_mtime_ns
+    result = train(tmp_path, *SHORT_RUN, "--retrain_gmm", "1", "--gmm_dir", str(cache_tmp / "gmm"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "MDN pretraining" in result.stderr and "loaded" not in result.stderr
+    assert cached.stat().st_mtime_ns > cached_at  # the cache entry was replaced
+    (retrained,) = run_dirs(tmp_path)
+    first = run_dirs(cache_tmp)[0]
+    assert without_wall_time(read_progress(retrained)[1]) == without_wall_time(read_progress(first)[1])
+
+
+def test_unknown_dataset_fails_in_one_line_without_a_run_directory(tmp_path):
+    result = train(tmp_path, "--env_name", "hopper-medium-replay-v3")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown dataset")
+    assert "hopper-medium-replay-v2" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert run_dirs(tmp_path) == []
+
+
+def test_bad_setting_fails_before_anything_is_written(tmp_path):
+    result = train(tmp_path, "--num_mixtures", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --num_mixtures must be at least 1, got 0"
+    assert run_dirs(tmp_path) == [] and not (tmp_path / "gmm").exists()
+
+
+def test_bc_runs_on_the_same_task(tmp_path):
+    result = train(tmp_path, "--agent", "bc", "--training_steps", "200", "--eval_every", "100")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    csv_rows, _ = read_progress(run_dir)
+    assert [row["step"] for row in csv_rows] == [100, 200]
+    assert "train/policy_loss" in csv_rows[0] and "train/value_loss" not in csv_rows[0]
+
+
+def test_wandb_offline_logs_the_run(tmp_path):
+    result = train(tmp_path, *SHORT_RUN, "--enable_wandb", "1", "--project", "lom-tests", "--group", "toy")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    (offline_run,) = (run_dir / "wandb").glob("offline-run-*")
+    wandb_summary = json.loads((offline_run / "files" / "wandb-summary.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert wandb_summary["final_score"] == pytest.approx(summary["final_score"])
+    assert wandb_summary["eval/normalised_score"] == pytest.approx(summary["final_score"])
+    wandb_config = yaml.safe_load((offline_run / "files" / "config.yaml").read_text())
+    assert wandb_config["num_mixtures"]["value"] == 4 and wandb_config["group"]["value"] == "toy"
