@@ -1,0 +1,344 @@
+"""Throughput of LOM training and evaluation on synthetic data with the real D4RL sizes and dimensions.
+
+For each preset (a D4RL v2 dataset: its size, state and action dimensions, and LOM_SPEC.md's per-dataset
+K, M, beta, ac_rand, smooth_noise, C; everything else LOMSettings' defaults) this builds random data of
+that shape (standard-normal states, uniform [-1, 1] actions, normal rewards, 1000-step episodes ending in
+timeouts), puts it in a Buffer on the device and measures, in this order:
+
+    mdn_pretrain   agent.pretrain_step(buffer): one MDN step, batch 512
+    mdn_table      agent.finish_pretraining(buffer), timed once: the frozen MDN at every dataset state
+    lom_update     agent.update(buffer, step): one whole step of the main loop
+    lom_value      sample_td_indices(256) + value_loss + optimise(critic_optimiser)
+    lom_hyper_q    sample_indices(1024) + hyper_q_loss + optimise(hyper_q_optimiser)
+    lom_policy     sample_indices(256) + policy_loss + optimise(policy_optimiser)
+    eval_env       one evaluation as train.py runs it: Evaluator, --eval_episodes episodes side by side
+
+The three parts add up to about lom_update (which also does the Polyak update every second step).
+Each step measurement runs --warmup untimed steps, then --steps timed ones with time.perf_counter, and
+synchronises CUDA before starting and before stopping the clock. eval_env counts env steps as the sum of
+the episode lengths (steps_per_s = env_steps_per_s); a sub-env whose episode has ended keeps stepping
+until the last one ends, and those steps are in the time but not in the count (see vector_steps).
+
+Every measurement is one JSON line on stdout (and appended to --out FILE); progress goes to stderr.
+
+    python benchmarks/throughput.py --device cpu --preset halfcheetah-medium-replay-v2
+    python benchmarks/throughput.py --device cuda --profile --out benchmarks/results.jsonl
+    python benchmarks/throughput.py --preset hopper-medium-expert-v2 --set K=2 --benchmark lom_update
+
+--set NAME=VALUE overrides any LOMSettings field for every preset; each line carries the full "settings".
+"""
+
+import argparse
+import datetime
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+# Run as `python benchmarks/throughput.py` from anywhere: the project's packages live in the repo root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agents.base import optimise  # noqa: E402
+from agents.lom import LOM, LOMSettings  # noqa: E402
+from utils.buffer import Buffer  # noqa: E402
+from utils.datasets import D4RL_TASKS, Dataset, transitions_from_arrays  # noqa: E402
+from utils.errors import UserInputError  # noqa: E402
+from utils.evaluation import Evaluator, torch_policy  # noqa: E402
+from utils.runtime import resolve_device, seed_everything  # noqa: E402
+
+SEED = 0
+DISCOUNT = 0.99
+EPISODE_LENGTH = 1000
+PROFILE_STEPS = 20
+PROFILE_ROWS = 15
+BENCHMARKS = ("mdn_pretrain", "mdn_table", "lom_update", "lom_value", "lom_hyper_q", "lom_policy", "eval_env")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A D4RL dataset's shape and LOM_SPEC.md's per-dataset settings for it."""
+
+    env: str  # key of utils.datasets.D4RL_TASKS: the evaluation env
+    obs_dim: int
+    act_dim: int
+    size: int
+    K: int
+    M: int
+    beta: float
+    ac_rand: float
+    smooth_noise: float
+    C: float
+
+
+PRESETS = {
+    "halfcheetah-medium-replay-v2": Preset("halfcheetah", 17, 6, 202_000, K=1, M=5, beta=5.0, ac_rand=0.4,
+                                           smooth_noise=0.2, C=100.0),
+    "hopper-medium-expert-v2": Preset("hopper", 11, 3, 1_999_906, K=6, M=2, beta=0.1, ac_rand=0.0,
+                                      smooth_noise=0.0, C=50.0),
+    "walker2d-full-replay-v2": Preset("walker2d", 17, 6, 1_000_000, K=1, M=10, beta=5.0, ac_rand=0.0,
+                                      smooth_noise=0.2, C=50.0),
+}
+
+
+# ---- set-up ----------------------------------------------------------------------------------------
+def synthetic_dataset(name: str, preset: Preset) -> Dataset:
+    """Random transitions of the preset's shape, in 1000-step episodes that end in timeouts."""
+    rng = np.random.default_rng(SEED)
+    n = preset.size
+    timeouts = np.arange(n) % EPISODE_LENGTH == EPISODE_LENGTH - 1
+    task = D4RL_TASKS[preset.env]
+    return transitions_from_arrays(
+        name,
+        observations=rng.standard_normal((n, preset.obs_dim), dtype=np.float32),
+        actions=2.0 * rng.random((n, preset.act_dim), dtype=np.float32) - 1.0,
+        rewards=rng.standard_normal(n, dtype=np.float32),
+        terminals=np.zeros(n, dtype=np.float32),
+        timeouts=timeouts,
+        eval_env_id=task.eval_env_id,
+        eval_env_kwargs=task.eval_env_kwargs,
+        score=task.score,
+        source=f"synthetic {name}",
+    )
+
+
+def make_agent(preset: Preset, overrides: dict, buffer: Buffer, device: torch.device) -> LOM:
+    """LOM with the preset's settings, then the --set overrides, LOMSettings' defaults for the rest."""
+    settings = LOMSettings(num_mixtures=preset.M, K=preset.K, beta=preset.beta, C=preset.C,
+                           ac_rand=preset.ac_rand, smooth_noise=preset.smooth_noise)
+    return LOM(buffer.obs_dim, buffer.act_dim, replace(settings, **overrides), DISCOUNT).to(device)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """NAME=VALUE strings -> LOMSettings fields, each value converted to the type of the field's default."""
+    known = {field.name: field for field in fields(LOMSettings)}
+    overrides = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        if name not in known or not text:
+            raise UserInputError(f"--set {pair!r}: expected NAME=VALUE with NAME one of {', '.join(known)}")
+        kind, choices = type(known[name].default), known[name].metadata.get("choices")
+        try:
+            value = kind(text)
+        except ValueError:
+            raise UserInputError(f"--set {pair!r}: {text!r} is not a {kind.__name__}") from None
+        if choices and value not in choices:
+            raise UserInputError(f"--set {pair!r}: {name} is one of {', '.join(choices)}")
+        overrides[name] = value
+    return overrides
+
+
+def machine_info(device: torch.device) -> dict:
+    """What every line reports about where it ran."""
+    return {
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "commit": git_commit(),
+    }
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+# ---- timing ----------------------------------------------------------------------------------------
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[int], object], steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds for `steps` calls of step(i) after `warmup` untimed ones; i counts from 1 like train.py."""
+    for i in range(1, warmup + 1):
+        step(i)
+    synchronise(device)
+    start = time.perf_counter()
+    for i in range(warmup + 1, warmup + steps + 1):
+        step(i)
+    synchronise(device)
+    return time.perf_counter() - start
+
+
+def time_once(work: Callable[[], object], device: torch.device) -> float:
+    synchronise(device)
+    start = time.perf_counter()
+    work()
+    synchronise(device)
+    return time.perf_counter() - start
+
+
+def print_profile(step: Callable[[int], object], device: torch.device, title: str) -> None:
+    """The top ops by self time over PROFILE_STEPS steps, to stderr so stdout stays JSON lines."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        for i in range(1, PROFILE_STEPS + 1):
+            step(i)
+        synchronise(device)
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"# profile: {title}, {PROFILE_STEPS} steps, sorted by {sort_by}", file=sys.stderr)
+    print(profiler.key_averages().table(sort_by=sort_by, row_limit=PROFILE_ROWS), file=sys.stderr)
+
+
+# ---- what is measured ------------------------------------------------------------------------------
+def training_steps(agent: LOM, buffer: Buffer) -> dict[str, Callable[[int], object]]:
+    """The main-loop step and each of its three parts alone, as functions of the step index."""
+    s = agent.settings
+
+    def value(_):
+        optimise(agent.critic_optimiser, agent.value_loss(buffer, buffer.sample_td_indices(s.value_batch_size)))
+
+    def hyper_q(_):
+        optimise(agent.hyper_q_optimiser, agent.hyper_q_loss(buffer, buffer.sample_indices(s.hyper_batch_size)))
+
+    def policy(_):
+        loss, _metrics = agent.policy_loss(buffer, buffer.sample_indices(s.policy_batch_size))
+        optimise(agent.policy_optimiser, loss)
+
+    return {"lom_update": lambda i: agent.update(buffer, i), "lom_value": value, "lom_hyper_q": hyper_q,
+            "lom_policy": policy}
+
+
+def evaluation_throughput(agent: LOM, buffer: Buffer, dataset: Dataset, episodes: int) -> dict:
+    """One evaluation as in training; the policy is called once per vector step, which counts them."""
+    evaluator = Evaluator(dataset, episodes, SEED)
+    policy = torch_policy(agent.act, buffer.normaliser, buffer.device)
+    vector_steps = 0
+
+    def counted_policy(observations: np.ndarray) -> np.ndarray:
+        nonlocal vector_steps
+        vector_steps += 1
+        return policy(observations)
+
+    try:
+        start = time.perf_counter()
+        result = evaluator(counted_policy)
+        seconds = time.perf_counter() - start
+    finally:
+        evaluator.close()
+    env_steps = int(round(result["eval/episode_length"] * episodes))
+    return {"steps_per_s": env_steps / seconds, "env_steps_per_s": env_steps / seconds,
+            "step_unit": "env step (sum of episode lengths)", "steps": env_steps, "warmup": 0,
+            "seconds": seconds, "episodes": episodes, "vector_steps": vector_steps,
+            "mean_episode_length": result["eval/episode_length"]}
+
+
+def run_preset(name: str, args: argparse.Namespace, device: torch.device, machine: dict) -> Iterator[dict]:
+    """Yields one record per measurement of one preset."""
+    preset = PRESETS[name]
+    seed_everything(SEED)
+    print(f"# {name}: building {preset.size:,} synthetic transitions on {device}", file=sys.stderr)
+    dataset = synthetic_dataset(name, preset)
+    buffer = Buffer(dataset, device, normalise=True)
+    agent = make_agent(preset, args.overrides, buffer, device)
+    s = agent.settings
+    common = {"preset": name, **machine, "dataset_size": preset.size, "obs_dim": preset.obs_dim,
+              "act_dim": preset.act_dim, "K": s.K, "M": s.num_mixtures, "value_batch_size": s.value_batch_size,
+              "hyper_batch_size": s.hyper_batch_size, "policy_batch_size": s.policy_batch_size,
+              "gmm_batch_size": s.gmm_batch_size, "settings": asdict(s)}
+
+    def record(benchmark: str, fields: dict) -> dict:
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        return {"benchmark": benchmark, **common, **fields, "date": stamp}
+
+    def step_record(benchmark: str, step: Callable[[int], object]) -> dict:
+        seconds = time_steps(step, args.steps, args.warmup, device)
+        return record(benchmark, {"steps_per_s": args.steps / seconds, "steps": args.steps,
+                                  "warmup": args.warmup, "seconds": seconds})
+
+    # The MDN trains only before finish_pretraining freezes it.
+    if "mdn_pretrain" in args.benchmark:
+        yield step_record("mdn_pretrain", lambda _: agent.pretrain_step(buffer))
+    seconds = time_once(lambda: agent.finish_pretraining(buffer), device)
+    if "mdn_table" in args.benchmark:
+        yield record("mdn_table", {"seconds": seconds, "steps_per_s": None, "steps": 1, "warmup": 0,
+                                   "rows": buffer.size})
+    for benchmark, step in training_steps(agent, buffer).items():
+        if benchmark not in args.benchmark:
+            continue
+        yield step_record(benchmark, step)
+        if benchmark == "lom_update" and args.profile:
+            print_profile(step, device, f"lom_update on {name} ({device})")
+    if "eval_env" in args.benchmark:
+        yield record("eval_env", evaluation_throughput(agent, buffer, dataset, args.eval_episodes))
+
+
+# ---- command line ----------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", action="append", choices=tuple(PRESETS),
+                        help="dataset to mimic (repeatable); default: all three")
+    parser.add_argument("--benchmark", action="append", choices=BENCHMARKS,
+                        help="measurement to run (repeatable); default: all")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the data and networks live; auto: cuda when torch sees a GPU")
+    parser.add_argument("--steps", type=int, default=500, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed steps before each measurement")
+    parser.add_argument("--eval_episodes", type=int, default=10, help="episodes side by side in eval_env")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a LOMSettings field for every preset (repeatable), e.g. K=2")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N); default: torch's")
+    parser.add_argument("--profile", action="store_true",
+                        help=f"after lom_update, profile {PROFILE_STEPS} steps; top {PROFILE_ROWS} ops to stderr")
+    parser.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
+    args = parser.parse_args(argv)
+    args.preset = args.preset or list(PRESETS)
+    args.benchmark = args.benchmark or list(BENCHMARKS)
+    for flag in ("steps", "eval_episodes"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1")
+    if args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        parser.error("--warmup must be at least 0 and --threads at least 1")
+    return args
+
+
+def emit(line: dict, out: Path | None) -> None:
+    text = json.dumps(line)
+    print(text, flush=True)
+    if out is not None:
+        with out.open("a") as file:
+            file.write(text + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        device = resolve_device(args.device)
+        args.overrides = parse_overrides(args.overrides)
+    except UserInputError as error:
+        sys.exit(f"error: {error}")
+    machine = machine_info(device)
+    for name in args.preset:
+        for line in run_preset(name, args, device, machine):
+            emit(line, args.out)
+
+
+if __name__ == "__main__":
+    main()
