@@ -88,7 +88,7 @@ def test_pretrained_mdn_is_cached_and_reused_with_identical_results(toy_run):
 
     second = train(tmp_path, *SHORT_RUN)
     assert second.returncode == 0, second.stderr[-2000:]
-    assert "loaded the pretrained behaviour model" in second.stderr
+    assert "loaded the pretrained behaviour model" in second.stdout
     assert "MDN pretraining" not in second.stderr
 
     first_dir, second_dir = run_dirs(tmp_path)
@@ -134,14 +134,103 @@ def test_bc_runs_on_the_same_task(tmp_path):
     assert "train/policy_loss" in csv_rows[0] and "train/value_loss" not in csv_rows[0]
 
 
+def wandb_records(run_file: Path):
+    """The records of a .wandb file (LevelDB log format: 32 KiB blocks of CRC, length, type, payload)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    raw, position, pending, block = run_file.read_bytes(), 7, b"", 32768  # 7 bytes of file header
+    while position + 7 <= len(raw):
+        if block - position % block < 7:  # a block's tail too short for a header is padding
+            position += block - position % block
+            continue
+        _, length, kind = struct.unpack("<IHB", raw[position : position + 7])
+        payload, position = raw[position + 7 : position + 7 + length], position + 7 + length
+        pending = payload if kind in (1, 2) else pending + payload
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+def item_key(item) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
 def test_wandb_offline_logs_the_run(tmp_path):
     result = train(tmp_path, *SHORT_RUN, "--enable_wandb", "1", "--project", "lom-tests", "--group", "toy")
     assert result.returncode == 0, result.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
-    (offline_run,) = (run_dir / "wandb").glob("offline-run-*")
-    wandb_summary = json.loads((offline_run / "files" / "wandb-summary.json").read_text())
+    (run_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    records = list(wandb_records(run_file))
+
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert (run.project, run.run_group, run.display_name) == ("lom-tests", "toy", "lom_toy-multimodal_seed0")
+    history = [{item_key(i): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    csv_rows, _ = read_progress(run_dir)
+    assert [row["_step"] for row in history] == [100, 200, 300]
+    assert [row["eval/normalised_score"] for row in history] == pytest.approx(
+        [row["eval/normalised_score"] for row in csv_rows])
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert wandb_summary["final_score"] == pytest.approx(summary["final_score"])
-    assert wandb_summary["eval/normalised_score"] == pytest.approx(summary["final_score"])
-    wandb_config = yaml.safe_load((offline_run / "files" / "config.yaml").read_text())
-    assert wandb_config["num_mixtures"]["value"] == 4 and wandb_config["group"]["value"] == "toy"
+    summaries = {item_key(i): json.loads(i.value_json)
+                 for r in records if r.WhichOneof("record_type") == "summary" for i in r.summary.update}
+    assert summaries["final_score"] == pytest.approx(summary["final_score"])
+    assert summaries["last10pct_mean_score"] == pytest.approx(summary["last10pct_mean_score"])
+
+
+def write_d4rl_file(path: Path, obs_dim: int, act_dim: int, episodes: int = 3, length: int = 40) -> None:
+    """A small D4RL-format file: random transitions, the last episode cut by a timeout."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    size = episodes * length
+    terminals = np.zeros(size, bool)
+    timeouts = np.zeros(size, bool)
+    terminals[length - 1 : size - length : length] = True
+    timeouts[-1] = True
+    with h5py.File(path, "w") as file:
+        file["observations"] = rng.standard_normal((size, obs_dim)).astype("float32")
+        file["actions"] = rng.uniform(-1, 1, (size, act_dim)).astype("float32")
+        file["rewards"] = rng.standard_normal(size).astype("float32")
+        file["terminals"] = terminals
+        file["timeouts"] = timeouts
+
+
+TINY_RUN = ["--training_steps", "20", "--eval_every", "10", "--gmm_steps", "10", "--eval_episodes", "2",
+            "--hyper_batch_size", "64", "--value_batch_size", "32", "--policy_batch_size", "32"]
+
+
+def test_d4rl_name_reads_d4rl_cache_applies_its_yaml_and_scores_with_d4rl_constants(tmp_path):
+    d4rl_dir = tmp_path / "d4rl"
+    d4rl_dir.mkdir()
+    write_d4rl_file(d4rl_dir / "hopper_medium_replay-v2.hdf5", obs_dim=11, act_dim=3)
+    result = train(tmp_path, "--env_name", "Hopper-Medium-Replay-v2", *TINY_RUN,
+                   env_extra={"D4RL_DATASET_DIR": str(d4rl_dir)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    table1 = yaml.safe_load((REPO / "configs/lom/hopper-medium-replay-v2.yaml").read_text())
+    assert config["dataset"] == "hopper-medium-replay-v2"
+    assert {key: config[key] for key in table1} == table1
+    csv_rows, _ = read_progress(run_dir)
+    hopper_min, hopper_max = -20.272305, 3234.3
+    for row in csv_rows:
+        expected = 100 * (row["eval/return"] - hopper_min) / (hopper_max - hopper_min)
+        assert row["eval/normalised_score"] == pytest.approx(expected)
+        assert row["eval/episode_length"] > 1  # real Hopper-v4 episodes
+
+
+def test_own_file_with_a_module_env_id_and_user_reference_scores(tmp_path):
+    data = tmp_path / "mine.hdf5"
+    write_d4rl_file(data, obs_dim=1, act_dim=2)
+    result = train(tmp_path, "--dataset_path", str(data), "--eval_env", "envs.toy_multimodal:ToyMultimodal-v0",
+                   "--ref_min_score", "0", "--ref_max_score", "2", *TINY_RUN)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    assert run_dir.name.startswith("mine_lom_seed0_")
+    csv_rows, _ = read_progress(run_dir)
+    assert [row["eval/normalised_score"] for row in csv_rows] == pytest.approx(
+        [50 * row["eval/return"] for row in csv_rows])

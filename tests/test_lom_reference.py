@@ -1,0 +1,168 @@
+"""The fast LOM step (batched ensembles, precomputed MDN table) against a plain reading of LOM_SPEC.md.
+
+The reference below uses K separate critics, calls the MDN on every batch, builds one-hot inputs by hand
+and loops where the spec says "for every component". Same batch, same random draws (same seed, same
+order, same shapes): the losses and every gradient must agree to float tolerance.
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import envs  # noqa: F401
+from agents.lom import LOM, LOMSettings
+from utils.buffer import Buffer
+from utils.datasets import transitions_from_arrays
+
+OBS, ACT, M, K = 3, 2, 3, 2
+SETTINGS = dict(num_mixtures=M, K=K, hidden=16, mdn_hidden=16, beta=2.0, C=3.0, ac_rand=0.1, smooth_noise=0.2)
+
+
+def small_buffer() -> Buffer:
+    generator = torch.Generator().manual_seed(0)
+    size = 64
+    terminals = torch.zeros(size)
+    terminals[::16] = 1.0
+    dataset = transitions_from_arrays(
+        "reference", torch.randn(size, OBS, generator=generator).numpy(),
+        (2 * torch.rand(size, ACT, generator=generator) - 1).numpy(),
+        torch.randn(size, generator=generator).numpy(), terminals.numpy(),
+        eval_env_id="ToyMultimodal-v0", source="test")
+    return Buffer(dataset, torch.device("cpu"), normalise=True)
+
+
+def trained_agent(buffer: Buffer, **overrides) -> LOM:
+    torch.manual_seed(1)
+    agent = LOM(OBS, ACT, LOMSettings(**{**SETTINGS, **overrides}), discount=0.99)
+    for _ in range(5):
+        agent.pretrain_step(buffer)
+    agent.finish_pretraining(buffer)
+    for step in range(1, 4):  # move every network away from its initialisation
+        agent.update(buffer, step)
+    return agent
+
+
+def separate_critics(ensemble) -> list[nn.Sequential]:
+    """A CriticEnsemble's K members as ordinary networks with copied weights."""
+    critics = []
+    for k in range(K):
+        layers = list(ensemble.q.net)
+        plain = nn.Sequential(*[nn.Linear(l.weight.shape[1], l.weight.shape[2]) if hasattr(l, "weight") else nn.ReLU()
+                                for l in layers])
+        with torch.no_grad():
+            for source, target in zip(layers, plain):
+                if hasattr(source, "weight"):
+                    target.weight.copy_(source.weight[k].T)
+                    target.bias.copy_(source.bias[k, 0])
+        critics.append(plain)
+    return critics
+
+
+def reference_value_loss(agent, buffer, rows, critics, target_critics):
+    s, a, r, d = buffer.observations[rows], buffer.actions[rows], buffer.rewards[rows], buffer.terminals[rows]
+    s2, a2 = buffer.next_observations[rows], buffer.next_actions[rows]
+    noise = (agent.settings.smooth_noise * torch.randn(a2.shape)).clamp(-0.5, 0.5)
+    a2 = (a2 + noise).clamp(-1, 1)
+    with torch.no_grad():
+        next_q = torch.stack([q(torch.cat([s2, a2], 1)).squeeze(1) for q in target_critics]).min(0).values
+        y = r + 0.99 * (1 - d) * next_q
+    return sum(F.mse_loss(q(torch.cat([s, a], 1)).squeeze(1), y) for q in critics)
+
+
+def reference_hyper_q_loss(agent, buffer, rows, first_critic):
+    s = buffer.observations[rows]
+    mixture = agent.behaviour_mdn(s)  # the frozen MDN, called directly
+    samples = mixture.means + mixture.stds * torch.randn(mixture.means.shape)
+    losses = []
+    for u in range(M):
+        one_hot = F.one_hot(torch.full((len(rows),), u), M).float()
+        prediction = agent.hyper_q.q(torch.cat([s, one_hot], 1)).squeeze(1)
+        with torch.no_grad():
+            target = first_critic(torch.cat([s, samples[:, u]], 1)).squeeze(1)
+        losses.append(((prediction - target) ** 2).mean())
+    return sum(losses) / M
+
+
+def reference_policy_loss(agent, buffer, rows, first_critic):
+    settings = agent.settings
+    s = buffer.observations[rows]
+    mixture = agent.behaviour_mdn(s)
+    with torch.no_grad():
+        scores = torch.stack([agent.hyper_q.q(torch.cat([s, F.one_hot(torch.full((len(rows),), u), M).float()], 1))
+                              .squeeze(1) for u in range(M)], 1)
+        u_star = scores.argmax(1)
+        mean = torch.stack([mixture.means[i, u_star[i]] for i in range(len(rows))])
+        std = torch.stack([mixture.stds[i, u_star[i]] for i in range(len(rows))])
+        a_hat = (mean + std * torch.randn(mean.shape)).clamp(-1, 1) + settings.ac_rand * torch.randn(mean.shape)
+    pi = agent.policy(s)
+    with torch.no_grad():
+        advantage = first_critic(torch.cat([s, a_hat], 1)).squeeze(1) - first_critic(torch.cat([s, pi], 1)).squeeze(1)
+        weight = torch.clamp(torch.exp(settings.beta * advantage), 0, settings.C)
+    return (weight * ((pi - a_hat) ** 2).mean(1)).mean()
+
+
+def gradients(module: nn.Module) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in module.parameters()]
+
+
+def test_value_loss_and_gradients_match_the_plain_implementation():
+    buffer = small_buffer()
+    agent = trained_agent(buffer)
+    critics, targets = separate_critics(agent.critic), separate_critics(agent.critic_target)
+    rows = buffer.sample_td_indices(32)
+
+    torch.manual_seed(7)
+    fast = agent.value_loss(buffer, rows)
+    agent.critic.zero_grad()
+    fast.backward()
+    torch.manual_seed(7)
+    plain = reference_value_loss(agent, buffer, rows, critics, targets)
+    plain.backward()
+
+    torch.testing.assert_close(fast, plain)
+    for layer_index, layer in enumerate(agent.critic.q.net):
+        if hasattr(layer, "weight"):
+            torch.testing.assert_close(layer.weight.grad, torch.stack([c[layer_index].weight.grad.T for c in critics]))
+            torch.testing.assert_close(layer.bias.grad[:, 0], torch.stack([c[layer_index].bias.grad for c in critics]))
+
+
+def test_hyper_q_loss_and_gradients_match_the_plain_implementation():
+    buffer = small_buffer()
+    agent = trained_agent(buffer)
+    first_critic = separate_critics(agent.critic)[0]
+    rows = buffer.sample_indices(32)
+
+    torch.manual_seed(8)
+    fast = agent.hyper_q_loss(buffer, rows)
+    agent.hyper_q.zero_grad()
+    fast.backward()
+    fast_gradients = gradients(agent.hyper_q)
+    agent.hyper_q.zero_grad()
+    torch.manual_seed(8)
+    plain = reference_hyper_q_loss(agent, buffer, rows, first_critic)
+    plain.backward()
+
+    torch.testing.assert_close(fast, plain)
+    for fast_gradient, plain_gradient in zip(fast_gradients, gradients(agent.hyper_q)):
+        torch.testing.assert_close(fast_gradient, plain_gradient)
+
+
+def test_policy_loss_and_gradients_match_the_plain_implementation():
+    buffer = small_buffer()
+    agent = trained_agent(buffer)
+    first_critic = separate_critics(agent.critic)[0]
+    rows = buffer.sample_indices(32)
+
+    torch.manual_seed(9)
+    fast, _ = agent.policy_loss(buffer, rows)
+    agent.policy.zero_grad()
+    fast.backward()
+    fast_gradients = gradients(agent.policy)
+    agent.policy.zero_grad()
+    torch.manual_seed(9)
+    plain = reference_policy_loss(agent, buffer, rows, first_critic)
+    plain.backward()
+
+    torch.testing.assert_close(fast, plain)
+    for fast_gradient, plain_gradient in zip(fast_gradients, gradients(agent.policy)):
+        torch.testing.assert_close(fast_gradient, plain_gradient)
