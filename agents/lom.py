@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from agents.base import Agent, AgentSettings, optimise, setting
-from networks.critics import CriticEnsemble, OneHotHyperQ, ensemble_mse, soft_update
+from networks.critics import HYPER_Q_FORMS, CriticEnsemble, ensemble_mse, soft_update
 from networks.mdn import GaussianMixture, MixtureDensityNetwork
 from networks.policies import DeterministicPolicy, GaussianPolicy
 from utils.buffer import Buffer
@@ -50,6 +50,9 @@ class LOMSettings(AgentSettings):
     adv_baseline: str = setting(
         "policy", "advantage baseline: Q(s, pi(s)) (released code) or Q(s, mean of the selected "
         "component) (paper Algorithm 1)", ("policy", "mode_mean"))
+    hyper_q: str = setting(
+        "onehot", "form of Q_phi: onehot, (s, one-hot(u)) -> 1 (released code); multihead, s -> M values "
+        "(faster, same target)", ("onehot", "multihead"))
     mdn_hidden: int = setting(512, "width of the MDN's two hidden layers", at_least=1)
     hidden: int = setting(256, "width of the two hidden layers of critics, hyper Q and policy", at_least=1)
 
@@ -63,7 +66,7 @@ class LOM(Agent):
         self.behaviour_mdn = MixtureDensityNetwork(obs_dim, act_dim, s.num_mixtures, (s.mdn_hidden,) * 2)
         self.critic = CriticEnsemble(obs_dim, act_dim, s.K, hidden)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.hyper_q = OneHotHyperQ(obs_dim, s.num_mixtures, hidden)
+        self.hyper_q = HYPER_Q_FORMS[s.hyper_q](obs_dim, s.num_mixtures, hidden)
         policy_class = DeterministicPolicy if s.policy_loss == "mse" else GaussianPolicy
         self.policy = policy_class(obs_dim, act_dim, hidden)
         self.mdn_optimiser = torch.optim.Adam(self.behaviour_mdn.parameters(), lr=s.gmm_lr)

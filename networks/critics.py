@@ -40,6 +40,21 @@ class OneHotHyperQ(nn.Module):
         return self.q(pairs).squeeze(-1)
 
 
+class MultiHeadHyperQ(nn.Module):
+    """Q_phi(s, .) as one network with M outputs: one pass per state instead of one per (state, component)."""
+
+    def __init__(self, obs_dim: int, num_components: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.q = mlp(obs_dim, hidden, num_components)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """Q_phi for every component: (B, obs) -> (B, M)."""
+        return self.q(states)
+
+
+HYPER_Q_FORMS = {"onehot": OneHotHyperQ, "multihead": MultiHeadHyperQ}
+
+
 def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     """Polyak averaging: target <- (1 - tau) * target + tau * online."""
     with torch.no_grad():
