@@ -4,6 +4,8 @@ The run follows the paper's Algorithm 1: pretrain the behaviour model (LOM's MDN
 agent updates with periodic evaluations of the deterministic policy.
 """
 
+import copy
+import math
 import sys
 
 import torch
@@ -32,24 +34,58 @@ def load_data(config: Config) -> Dataset:
                         ref_min_score=run.ref_min_score, ref_max_score=run.ref_max_score)
 
 
-def pretrain(agent: Agent, buffer: Buffer, dataset: Dataset, config: Config) -> None:
+def pretrain(agent: Agent, buffer: Buffer, dataset: Dataset, config: Config, logger: RunLogger) -> None:
     """Algorithm 1, lines 1-4: learn the behaviour model, or load it from the cache."""
-    if agent.pretrain_steps == 0:
-        agent.finish_pretraining(buffer)
-        return
-    run = config.run
-    path = cache_file(run.gmm_dir, dataset, run.agent, agent, run.normalise, run.seed)
-    if run.save_gmm and not run.retrain_gmm and load_pretrained(agent, path):
-        tqdm.write(f"loaded the pretrained behaviour model from {path}")
-    else:
-        bar = tqdm(range(1, agent.pretrain_steps + 1), desc="MDN pretraining", unit="step", dynamic_ncols=True)
-        for step in bar:
-            metrics = agent.pretrain_step(buffer)
-            if step % POSTFIX_EVERY == 0 or step == agent.pretrain_steps:
-                bar.set_postfix({k: f"{v.item():.3f}" for k, v in metrics.items()})
-        if run.save_gmm:
-            save_pretrained(agent, path)
+    if agent.pretrain_steps > 0:
+        run = config.run
+        path = cache_file(run.gmm_dir, dataset, run.agent, agent, run.normalise, run.seed)
+        record = load_pretrained(agent, path) if run.save_gmm and not run.retrain_gmm else None
+        if record is not None:
+            tqdm.write(f"loaded the pretrained behaviour model from {path}")
+        else:
+            record = pretrain_until_converged(agent, buffer, logger)
+            if run.save_gmm:
+                save_pretrained(agent, path, record)
+        logger.pretraining = {f"pretrain_{key}": value for key, value in record.items()}
     agent.finish_pretraining(buffer)
+
+
+def pretrain_until_converged(agent: Agent, buffer: Buffer, logger: RunLogger) -> dict:
+    """Pretrain until the held-out loss has not improved for `pretrain_patience` checks (paper Sec. 5.1:
+    "until convergence"), at most `pretrain_steps` steps; the modules of the best check are kept."""
+    agent.start_pretraining(buffer)
+    best = {"held_out_loss": math.inf, "step": 0}
+    best_state, checks_without_improvement = None, 0
+    bar = tqdm(range(1, agent.pretrain_steps + 1), desc="MDN pretraining", unit="step", dynamic_ncols=True)
+    for step in bar:
+        metrics = agent.pretrain_step(buffer)
+        if step % agent.pretrain_check_every and step != agent.pretrain_steps:
+            continue
+        values = {key: value.item() for key, value in metrics.items()}
+        held_out = agent.held_out_loss(buffer)
+        if held_out is not None:
+            values["held_out_loss"] = held_out.item()
+        logger.log_pretraining(step, values)
+        bar.set_postfix({key: f"{value:.3f}" for key, value in values.items()})
+        if held_out is None:
+            continue
+        if values["held_out_loss"] < best["held_out_loss"]:
+            best = {"held_out_loss": values["held_out_loss"], "step": step}
+            best_state, checks_without_improvement = snapshot(agent.pretrained_modules()), 0
+        else:
+            checks_without_improvement += 1
+            if checks_without_improvement >= agent.pretrain_patience:
+                break
+    bar.close()
+    if best_state is not None:
+        for name, module in agent.pretrained_modules().items():
+            module.load_state_dict(best_state[name])
+    return {"steps": step, "best_step": best["step"] if best_state else step,
+            "held_out_loss": best["held_out_loss"] if best_state else None}
+
+
+def snapshot(modules: dict) -> dict:
+    return {name: copy.deepcopy(module.state_dict()) for name, module in modules.items()}
 
 
 def train(agent: Agent, buffer: Buffer, evaluator: Evaluator, logger: RunLogger, config: Config) -> dict:
@@ -94,7 +130,7 @@ def run(config: Config) -> dict:
                                                     "device": str(device)},
                        wandb_options(config, dataset))
     try:
-        pretrain(agent, buffer, dataset, config)
+        pretrain(agent, buffer, dataset, config, logger)
         # Re-seeded so the main loop is the same whether the behaviour model was trained or loaded.
         torch.manual_seed(config.run.seed + 1)
         summary = train(agent, buffer, evaluator, logger, config)

@@ -20,10 +20,11 @@ def optimise(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
 
 
 def setting(default, help: str, choices: tuple | None = None, above: float | None = None,
-            at_least: float | None = None):
-    """A setting: its default, the one-line help shown by --help, and its allowed values
-    (`choices`, or a number strictly `above` or `at_least` a bound); checked before training starts."""
-    return field(default=default, metadata={"help": help, "choices": choices, "above": above, "at_least": at_least})
+            at_least: float | None = None, below: float | None = None):
+    """A setting: its default, the one-line help shown by --help, and its allowed values (`choices`, or
+    a number strictly `above`, `at_least` or strictly `below` a bound); checked before training starts."""
+    return field(default=default, metadata={"help": help, "choices": choices, "above": above,
+                                            "at_least": at_least, "below": below})
 
 
 @dataclass
@@ -39,11 +40,22 @@ class Agent(nn.Module):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.settings, self.discount = settings, discount
 
-    # Behaviour pretraining (LOM's MDN). Agents without one keep pretrain_steps == 0.
+    # Behaviour pretraining (LOM's MDN). Agents without one keep pretrain_steps == 0. With a held-out
+    # loss, the trainer checks it every pretrain_check_every steps and stops after pretrain_patience
+    # checks without improvement, keeping the best pretrained modules; pretrain_steps is the cap.
     pretrain_steps: int = 0
+    pretrain_check_every: int = 1
+    pretrain_patience: int = 0
+
+    def start_pretraining(self, buffer: Buffer) -> None:
+        """Called once before the first pretrain_step (not when the result comes from the cache)."""
 
     def pretrain_step(self, buffer: Buffer) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def held_out_loss(self, buffer: Buffer) -> torch.Tensor | None:
+        """The pretraining loss on data it does not train on; None disables early stopping."""
+        return None
 
     def pretrained_modules(self) -> dict[str, nn.Module]:
         """The networks pretraining produces, saved to and restored from the cache."""

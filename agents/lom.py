@@ -21,6 +21,7 @@ from networks.policies import DeterministicPolicy, GaussianPolicy
 from utils.buffer import Buffer
 
 TABLE_CHUNK = 65_536
+HELD_OUT_MAX_ROWS = 20_000  # enough for a stable NLL estimate; more only slows the checks
 
 
 @dataclass
@@ -33,7 +34,12 @@ class LOMSettings(AgentSettings):
     ac_rand: float = setting(0.0, "std of Gaussian noise added to the imitated action a^", at_least=0)
     smooth_noise: float = setting(0.2, "std of the target smoothing noise on the next action", at_least=0)
     noise_clip: float = setting(0.5, "clip of the target smoothing noise", at_least=0)
-    gmm_steps: int = setting(200_000, "MDN pretraining steps", at_least=0)
+    gmm_steps: int = setting(200_000, "MDN pretraining steps at most (the cap of early stopping)", at_least=0)
+    gmm_holdout: float = setting(0.05, "share of the rows held out to measure the MDN's NLL for early stopping "
+                                 f"(at most {HELD_OUT_MAX_ROWS} rows); 0: no early stopping", at_least=0, below=1)
+    gmm_check_every: int = setting(1000, "MDN steps between held-out NLL checks", at_least=1)
+    gmm_patience: int = setting(10, "held-out checks without improvement before MDN pretraining stops",
+                                at_least=1)
     gmm_batch_size: int = setting(512, "MDN pretraining batch size", at_least=1)
     gmm_lr: float = setting(1e-3, "MDN learning rate", above=0)
     value_batch_size: int = setting(256, "batch size of the value (SARSA) update", at_least=1)
@@ -73,17 +79,29 @@ class LOM(Agent):
         self.critic_optimiser = torch.optim.Adam(self.critic.parameters(), lr=s.value_lr)
         self.hyper_q_optimiser = torch.optim.Adam(self.hyper_q.parameters(), lr=s.hyper_lr)
         self.policy_optimiser = torch.optim.Adam(self.policy.parameters(), lr=s.policy_lr)
-        self.pretrain_steps = s.gmm_steps
+        self.pretrain_steps, self.pretrain_check_every, self.pretrain_patience = (
+            s.gmm_steps, s.gmm_check_every, s.gmm_patience)
         # The frozen MDN's components at every dataset state, filled by finish_pretraining: (N, M, A).
         self.register_buffer("component_means", torch.empty(0), persistent=False)
         self.register_buffer("component_stds", torch.empty(0), persistent=False)
 
-    # ---- 1. the behaviour MDN ------------------------------------------------------------------
+    # ---- 1. the behaviour MDN, trained "until convergence" (Sec. 5.1) ----------------------------
+    def start_pretraining(self, buffer: Buffer) -> None:
+        self.mdn_rows, self.held_out_rows = buffer.split_rows(self.settings.gmm_holdout, HELD_OUT_MAX_ROWS)
+
     def pretrain_step(self, buffer: Buffer) -> dict[str, torch.Tensor]:
-        rows = buffer.sample_indices(self.settings.gmm_batch_size)
+        rows = buffer.sample_among(self.mdn_rows, self.settings.gmm_batch_size)
         loss = self.behaviour_mdn.nll(buffer.observations[rows], buffer.actions[rows])  # Eq. 15
         optimise(self.mdn_optimiser, loss)
         return {"mdn_nll": loss.detach()}
+
+    @torch.no_grad()
+    def held_out_loss(self, buffer: Buffer) -> torch.Tensor | None:
+        if len(self.held_out_rows) == 0:
+            return None
+        rows = self.held_out_rows.split(TABLE_CHUNK)
+        total = sum(-self.behaviour_mdn(buffer.observations[r]).log_prob(buffer.actions[r]).sum() for r in rows)
+        return total / len(self.held_out_rows)
 
     def pretrained_modules(self):
         return {"behaviour_mdn": self.behaviour_mdn}
@@ -91,7 +109,8 @@ class LOM(Agent):
     def pretrain_signature(self) -> dict:
         s = self.settings
         return {"num_mixtures": s.num_mixtures, "gmm_steps": s.gmm_steps, "gmm_batch_size": s.gmm_batch_size,
-                "gmm_lr": s.gmm_lr, "mdn_hidden": s.mdn_hidden}
+                "gmm_lr": s.gmm_lr, "mdn_hidden": s.mdn_hidden, "gmm_holdout": s.gmm_holdout,
+                "gmm_check_every": s.gmm_check_every, "gmm_patience": s.gmm_patience}
 
     @torch.no_grad()
     def finish_pretraining(self, buffer: Buffer) -> None:

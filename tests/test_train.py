@@ -79,6 +79,10 @@ def test_run_writes_config_progress_and_summary(toy_run):
     assert summary["final_return"] == pytest.approx(csv_rows[-1]["eval/return"])
     assert summary["wall_time_s"] > 0
 
+    pretraining = [json.loads(line) for line in (run_dir / "pretraining.jsonl").read_text().splitlines()]
+    assert pretraining[-1]["step"] == summary["pretrain_steps"] == 200  # one held-out check, at the cap
+    assert summary["pretrain_held_out_loss"] == pytest.approx(min(row["held_out_loss"] for row in pretraining))
+
 
 def test_pretrained_mdn_is_cached_and_reused_with_identical_results(toy_run):
     tmp_path, first = toy_run
@@ -93,6 +97,9 @@ def test_pretrained_mdn_is_cached_and_reused_with_identical_results(toy_run):
 
     first_dir, second_dir = run_dirs(tmp_path)
     assert without_wall_time(read_progress(second_dir)[1]) == without_wall_time(read_progress(first_dir)[1])
+    first_summary, second_summary = (json.loads((d / "summary.json").read_text()) for d in (first_dir, second_dir))
+    assert second_summary["pretrain_steps"] == first_summary["pretrain_steps"]  # the record comes with the cache
+    assert not (second_dir / "pretraining.csv").exists()  # nothing was pretrained in the second run
 
 
 def test_retrain_gmm_trains_again_and_reproduces_the_same_numbers(tmp_path, toy_run):

@@ -61,4 +61,14 @@ class Buffer:
 
     def sample_td_indices(self, batch_size: int) -> torch.Tensor:
         """Uniform rows among those whose SARSA target is defined (for the value function)."""
-        return self.td_rows[torch.randint(len(self.td_rows), (batch_size,), device=self.device)]
+        return self.sample_among(self.td_rows, batch_size)
+
+    def sample_among(self, rows: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Uniform draws from a given set of rows."""
+        return rows[torch.randint(len(rows), (batch_size,), device=self.device)]
+
+    def split_rows(self, fraction: float, max_held_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random (kept, held-out) partition of the rows; the held-out part is `fraction` of them, capped."""
+        held_out = min(int(fraction * self.size), max_held_out)
+        permutation = torch.randperm(self.size, device=self.device)
+        return permutation[held_out:], permutation[:held_out]

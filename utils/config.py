@@ -158,6 +158,8 @@ def bound_problem(name: str, value, metadata) -> str | None:
         return f"--{name} must be greater than {metadata['above']}, got {value}"
     if metadata.get("at_least") is not None and not value >= metadata["at_least"]:
         return f"--{name} must be at least {metadata['at_least']}, got {value}"
+    if metadata.get("below") is not None and not value < metadata["below"]:
+        return f"--{name} must be less than {metadata['below']}, got {value}"
     return None
 
 

@@ -50,32 +50,56 @@ def summarise(rows: list[dict], wall_time: float) -> dict:
     return summary
 
 
-class RunLogger:
-    def __init__(self, run_dir: Path, config: dict, wandb_options: dict | None = None):
-        self.run_dir = run_dir
-        self.rows: list[dict] = []
-        self.started = time.time()
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        self.csv_file = open(run_dir / "progress.csv", "w", newline="")
-        self.jsonl_file = open(run_dir / "progress.jsonl", "w")
-        self.csv_writer: csv.DictWriter | None = None
-        self.wandb_run = start_wandb(run_dir, config, wandb_options) if wandb_options else None
+class RowFiles:
+    """The same rows as <stem>.csv and <stem>.jsonl, flushed row by row. The files appear with the first
+    row, and the CSV's columns are that row's keys."""
 
-    def log(self, step: int, values: dict[str, float]) -> None:
-        row = {"step": step, "wall_time_s": round(time.time() - self.started, 3), **values}
-        self.rows.append(row)
+    def __init__(self, run_dir: Path, stem: str):
+        self.run_dir, self.stem = run_dir, stem
+        self.csv_file = self.jsonl_file = self.csv_writer = None
+
+    def write(self, row: dict) -> None:
         if self.csv_writer is None:
+            self.csv_file = open(self.run_dir / f"{self.stem}.csv", "w", newline="")
+            self.jsonl_file = open(self.run_dir / f"{self.stem}.jsonl", "w")
             self.csv_writer = csv.DictWriter(self.csv_file, fieldnames=list(row))
             self.csv_writer.writeheader()
         self.csv_writer.writerow(row)
         self.csv_file.flush()
         self.jsonl_file.write(json.dumps({k: finite_or_none(v) for k, v in row.items()}) + "\n")
         self.jsonl_file.flush()
+
+    def close(self) -> None:
+        for file in (self.csv_file, self.jsonl_file):
+            if file is not None:
+                file.close()
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, config: dict, wandb_options: dict | None = None):
+        self.run_dir = run_dir
+        self.rows: list[dict] = []
+        self.pretraining: dict = {}
+        self.started = time.time()
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        self.progress = RowFiles(run_dir, "progress")
+        self.pretraining_rows = RowFiles(run_dir, "pretraining")
+        self.wandb_run = start_wandb(run_dir, config, wandb_options) if wandb_options else None
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        """One evaluation: training metrics averaged since the last one, and the scores."""
+        row = {"step": step, "wall_time_s": round(time.time() - self.started, 3), **values}
+        self.rows.append(row)
+        self.progress.write(row)
         if self.wandb_run is not None:
             self.wandb_run.log(values, step=step)
 
+    def log_pretraining(self, step: int, values: dict[str, float]) -> None:
+        """One held-out check of pretraining (its own file: its steps count apart from training's)."""
+        self.pretraining_rows.write({"step": step, "wall_time_s": round(time.time() - self.started, 3), **values})
+
     def finish(self) -> dict:
-        summary = summarise(self.rows, time.time() - self.started)
+        summary = summarise(self.rows, time.time() - self.started) | self.pretraining
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         self.close()
         if self.wandb_run is not None:
@@ -85,8 +109,8 @@ class RunLogger:
         return summary
 
     def close(self) -> None:
-        self.csv_file.close()
-        self.jsonl_file.close()
+        self.progress.close()
+        self.pretraining_rows.close()
 
 
 def start_wandb(run_dir: Path, config: dict, options: dict):

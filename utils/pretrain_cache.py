@@ -30,24 +30,25 @@ def cache_file(cache_dir: str, dataset: Dataset, agent_name: str, agent: Agent, 
     return Path(cache_dir).expanduser() / f"{stem}_{agent_name}_seed{seed}_{digest}.pt"
 
 
-def load_pretrained(agent: Agent, path: Path) -> bool:
+def load_pretrained(agent: Agent, path: Path) -> dict | None:
+    """Restores the pretrained modules from the cache; returns the record of that pretraining, or None."""
     if not path.is_file():
-        return False
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
     for name, module in agent.pretrained_modules().items():
-        module.load_state_dict(state[name])
-    return True
+        module.load_state_dict(saved["modules"][name])
+    return saved["record"]
 
 
-def save_pretrained(agent: Agent, path: Path) -> None:
+def save_pretrained(agent: Agent, path: Path, record: dict) -> None:
     """Written to a temporary file and renamed, so a crash never leaves a half-written cache entry."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {name: {k: v.cpu() for k, v in module.state_dict().items()}
-             for name, module in agent.pretrained_modules().items()}
+    modules = {name: {k: v.cpu() for k, v in module.state_dict().items()}
+               for name, module in agent.pretrained_modules().items()}
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
     os.close(handle)
     try:
-        torch.save(state, temporary)
+        torch.save({"modules": modules, "record": record}, temporary)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
