@@ -115,8 +115,9 @@ def test_pretrain_step_returns_the_mdn_nll_of_its_batch():
     buffer = Buffer(dataset, CPU, normalise=True)
     torch.manual_seed(0)
     agent = LOM(OBS_DIM, ACT_DIM, small_settings(), discount=DISCOUNT)
+    agent.start_pretraining(buffer)
     torch.manual_seed(5)
-    rows = buffer.sample_indices(agent.settings.gmm_batch_size)
+    rows = buffer.sample_among(agent.mdn_rows, agent.settings.gmm_batch_size)
     with torch.no_grad():
         expected = agent.behaviour_mdn.nll(buffer.observations[rows], buffer.actions[rows])
     torch.manual_seed(5)

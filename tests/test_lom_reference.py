@@ -34,6 +34,7 @@ def small_buffer() -> Buffer:
 def trained_agent(buffer: Buffer, **overrides) -> LOM:
     torch.manual_seed(1)
     agent = LOM(OBS, ACT, LOMSettings(**{**SETTINGS, **overrides}), discount=0.99)
+    agent.start_pretraining(buffer)
     for _ in range(5):
         agent.pretrain_step(buffer)
     agent.finish_pretraining(buffer)
