@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from agents.base import Agent, AgentSettings, optimise, setting
+from agents.base import Agent, AgentSettings, adam, optimise, setting
 from networks.policies import GaussianPolicy
 from utils.buffer import Buffer
 
@@ -25,7 +25,7 @@ class BC(Agent):
     def __init__(self, obs_dim: int, act_dim: int, settings: BCSettings, discount: float):
         super().__init__(obs_dim, act_dim, settings, discount)
         self.policy = GaussianPolicy(obs_dim, act_dim, (settings.hidden, settings.hidden))
-        self.policy_optimiser = torch.optim.Adam(self.policy.parameters(), lr=settings.policy_lr)
+        self.policy_optimiser = adam(self.policy.parameters(), settings.policy_lr)
 
     def update(self, buffer: Buffer, step_index: int) -> dict[str, torch.Tensor]:
         rows = buffer.sample_indices(self.settings.batch_size)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from agents.base import Agent, AgentSettings, optimise, setting
+from agents.base import Agent, AgentSettings, adam, optimise, setting
 from networks.critics import HYPER_Q_FORMS, CriticEnsemble, ensemble_mse, soft_update
 from networks.mdn import GaussianMixture, MixtureDensityNetwork
 from networks.policies import DeterministicPolicy, GaussianPolicy
@@ -75,10 +75,10 @@ class LOM(Agent):
         self.hyper_q = HYPER_Q_FORMS[s.hyper_q](obs_dim, s.num_mixtures, hidden)
         policy_class = DeterministicPolicy if s.policy_loss == "mse" else GaussianPolicy
         self.policy = policy_class(obs_dim, act_dim, hidden)
-        self.mdn_optimiser = torch.optim.Adam(self.behaviour_mdn.parameters(), lr=s.gmm_lr)
-        self.critic_optimiser = torch.optim.Adam(self.critic.parameters(), lr=s.value_lr)
-        self.hyper_q_optimiser = torch.optim.Adam(self.hyper_q.parameters(), lr=s.hyper_lr)
-        self.policy_optimiser = torch.optim.Adam(self.policy.parameters(), lr=s.policy_lr)
+        self.mdn_optimiser = adam(self.behaviour_mdn.parameters(), s.gmm_lr)
+        self.critic_optimiser = adam(self.critic.parameters(), s.value_lr)
+        self.hyper_q_optimiser = adam(self.hyper_q.parameters(), s.hyper_lr)
+        self.policy_optimiser = adam(self.policy.parameters(), s.policy_lr)
         self.pretrain_steps, self.pretrain_check_every, self.pretrain_patience = (
             s.gmm_steps, s.gmm_check_every, s.gmm_patience)
         # The frozen MDN's components at every dataset state, filled by finish_pretraining: (N, M, A).
