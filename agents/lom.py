@@ -57,8 +57,8 @@ class LOMSettings(AgentSettings):
         "policy", "advantage baseline: Q(s, pi(s)) (released code) or Q(s, mean of the selected "
         "component) (paper Algorithm 1)", ("policy", "mode_mean"))
     hyper_q: str = setting(
-        "onehot", "form of Q_phi: onehot, (s, one-hot(u)) -> 1 (released code); multihead, s -> M values "
-        "(faster, same target)", ("onehot", "multihead"))
+        "multihead", "form of Q_phi: multihead, s -> M values (one pass per state; picks the same components "
+        "as onehot, see README); onehot, (s, one-hot(u)) -> 1 (released code)", ("multihead", "onehot"))
     mdn_hidden: int = setting(512, "width of the MDN's two hidden layers", at_least=1)
     hidden: int = setting(256, "width of the two hidden layers of critics, hyper Q and policy", at_least=1)
 

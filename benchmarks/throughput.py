@@ -273,6 +273,7 @@ def run_preset(name: str, args: argparse.Namespace, device: torch.device, machin
 
     # The MDN trains only before finish_pretraining freezes it.
     if "mdn_pretrain" in args.benchmark:
+        agent.start_pretraining(buffer)
         yield step_record("mdn_pretrain", lambda _: agent.pretrain_step(buffer))
     seconds = time_once(lambda: agent.finish_pretraining(buffer), device)
     if "mdn_table" in args.benchmark:

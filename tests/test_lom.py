@@ -36,7 +36,9 @@ def small_dataset(seed: int = 0):
 
 
 def small_settings(**overrides) -> LOMSettings:
-    values = dict(num_mixtures=M, K=2, hidden=8, mdn_hidden=8, gmm_steps=0, value_batch_size=8,
+    # The hand computations below read Q_phi through the one-hot form's inputs; test_lom_reference.py
+    # checks both forms against a plain implementation.
+    values = dict(hyper_q="onehot", num_mixtures=M, K=2, hidden=8, mdn_hidden=8, gmm_steps=0, value_batch_size=8,
                   hyper_batch_size=8, policy_batch_size=8, gmm_batch_size=8)
     return LOMSettings(**{**values, **overrides})
 

@@ -1,10 +1,12 @@
 """The fast LOM step (batched ensembles, precomputed MDN table) against a plain reading of LOM_SPEC.md.
 
-The reference below uses K separate critics, calls the MDN on every batch, builds one-hot inputs by hand
-and loops where the spec says "for every component". Same batch, same random draws (same seed, same
+The reference below uses K separate critics, calls the MDN on every batch, reads Q_phi(s, u) one component
+at a time (building one-hot inputs by hand for that form) and loops where the spec says "for every
+component". Same batch, same random draws (same seed, same
 order, same shapes): the losses and every gradient must agree to float tolerance.
 """
 
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -70,14 +72,21 @@ def reference_value_loss(agent, buffer, rows, critics, target_critics):
     return sum(F.mse_loss(q(torch.cat([s, a], 1)).squeeze(1), y) for q in critics)
 
 
+def hyper_q_value(agent, states, u):
+    """Q_phi(s, u) read plainly from either form of the network."""
+    if agent.settings.hyper_q == "onehot":
+        one_hot = F.one_hot(torch.full((len(states),), u), M).float()
+        return agent.hyper_q.q(torch.cat([states, one_hot], 1)).squeeze(1)
+    return agent.hyper_q.q(states)[:, u]
+
+
 def reference_hyper_q_loss(agent, buffer, rows, first_critic):
     s = buffer.observations[rows]
     mixture = agent.behaviour_mdn(s)  # the frozen MDN, called directly
     samples = mixture.means + mixture.stds * torch.randn(mixture.means.shape)
     losses = []
     for u in range(M):
-        one_hot = F.one_hot(torch.full((len(rows),), u), M).float()
-        prediction = agent.hyper_q.q(torch.cat([s, one_hot], 1)).squeeze(1)
+        prediction = hyper_q_value(agent, s, u)
         with torch.no_grad():
             target = first_critic(torch.cat([s, samples[:, u]], 1)).squeeze(1)
         losses.append(((prediction - target) ** 2).mean())
@@ -89,8 +98,7 @@ def reference_policy_loss(agent, buffer, rows, first_critic):
     s = buffer.observations[rows]
     mixture = agent.behaviour_mdn(s)
     with torch.no_grad():
-        scores = torch.stack([agent.hyper_q.q(torch.cat([s, F.one_hot(torch.full((len(rows),), u), M).float()], 1))
-                              .squeeze(1) for u in range(M)], 1)
+        scores = torch.stack([hyper_q_value(agent, s, u) for u in range(M)], 1)
         u_star = scores.argmax(1)
         mean = torch.stack([mixture.means[i, u_star[i]] for i in range(len(rows))])
         std = torch.stack([mixture.stds[i, u_star[i]] for i in range(len(rows))])
@@ -127,9 +135,10 @@ def test_value_loss_and_gradients_match_the_plain_implementation():
             torch.testing.assert_close(layer.bias.grad[:, 0], torch.stack([c[layer_index].bias.grad for c in critics]))
 
 
-def test_hyper_q_loss_and_gradients_match_the_plain_implementation():
+@pytest.mark.parametrize("form", ["multihead", "onehot"])
+def test_hyper_q_loss_and_gradients_match_the_plain_implementation(form):
     buffer = small_buffer()
-    agent = trained_agent(buffer)
+    agent = trained_agent(buffer, hyper_q=form)
     first_critic = separate_critics(agent.critic)[0]
     rows = buffer.sample_indices(32)
 
@@ -148,9 +157,10 @@ def test_hyper_q_loss_and_gradients_match_the_plain_implementation():
         torch.testing.assert_close(fast_gradient, plain_gradient)
 
 
-def test_policy_loss_and_gradients_match_the_plain_implementation():
+@pytest.mark.parametrize("form", ["multihead", "onehot"])
+def test_policy_loss_and_gradients_match_the_plain_implementation(form):
     buffer = small_buffer()
-    agent = trained_agent(buffer)
+    agent = trained_agent(buffer, hyper_q=form)
     first_critic = separate_critics(agent.critic)[0]
     rows = buffer.sample_indices(32)
 
