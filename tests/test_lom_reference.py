@@ -135,26 +135,30 @@ def test_value_loss_and_gradients_match_the_plain_implementation():
             torch.testing.assert_close(layer.bias.grad[:, 0], torch.stack([c[layer_index].bias.grad for c in critics]))
 
 
+def assert_same_loss_and_gradients(module: nn.Module, fast_loss, plain_loss, seed: int) -> None:
+    """Both losses from the same random draws; their values and their gradients for `module` agree."""
+    torch.manual_seed(seed)
+    fast = fast_loss()
+    module.zero_grad()
+    fast.backward()
+    fast_gradients = gradients(module)
+    module.zero_grad()
+    torch.manual_seed(seed)
+    plain = plain_loss()
+    plain.backward()
+    torch.testing.assert_close(fast, plain)
+    for fast_gradient, plain_gradient in zip(fast_gradients, gradients(module), strict=True):
+        torch.testing.assert_close(fast_gradient, plain_gradient)
+
+
 @pytest.mark.parametrize("form", ["multihead", "onehot"])
 def test_hyper_q_loss_and_gradients_match_the_plain_implementation(form):
     buffer = small_buffer()
     agent = trained_agent(buffer, hyper_q=form)
     first_critic = separate_critics(agent.critic)[0]
     rows = buffer.sample_indices(32)
-
-    torch.manual_seed(8)
-    fast = agent.hyper_q_loss(buffer, rows)
-    agent.hyper_q.zero_grad()
-    fast.backward()
-    fast_gradients = gradients(agent.hyper_q)
-    agent.hyper_q.zero_grad()
-    torch.manual_seed(8)
-    plain = reference_hyper_q_loss(agent, buffer, rows, first_critic)
-    plain.backward()
-
-    torch.testing.assert_close(fast, plain)
-    for fast_gradient, plain_gradient in zip(fast_gradients, gradients(agent.hyper_q)):
-        torch.testing.assert_close(fast_gradient, plain_gradient)
+    assert_same_loss_and_gradients(agent.hyper_q, lambda: agent.hyper_q_loss(buffer, rows),
+                                   lambda: reference_hyper_q_loss(agent, buffer, rows, first_critic), seed=8)
 
 
 @pytest.mark.parametrize("form", ["multihead", "onehot"])
@@ -163,17 +167,5 @@ def test_policy_loss_and_gradients_match_the_plain_implementation(form):
     agent = trained_agent(buffer, hyper_q=form)
     first_critic = separate_critics(agent.critic)[0]
     rows = buffer.sample_indices(32)
-
-    torch.manual_seed(9)
-    fast, _ = agent.policy_loss(buffer, rows)
-    agent.policy.zero_grad()
-    fast.backward()
-    fast_gradients = gradients(agent.policy)
-    agent.policy.zero_grad()
-    torch.manual_seed(9)
-    plain = reference_policy_loss(agent, buffer, rows, first_critic)
-    plain.backward()
-
-    torch.testing.assert_close(fast, plain)
-    for fast_gradient, plain_gradient in zip(fast_gradients, gradients(agent.policy)):
-        torch.testing.assert_close(fast_gradient, plain_gradient)
+    assert_same_loss_and_gradients(agent.policy, lambda: agent.policy_loss(buffer, rows)[0],
+                                   lambda: reference_policy_loss(agent, buffer, rows, first_critic), seed=9)
