@@ -6,6 +6,7 @@ agent updates with periodic evaluations of the deterministic policy.
 
 import copy
 import math
+import shutil
 import sys
 
 import torch
@@ -14,11 +15,11 @@ from tqdm import tqdm
 from agents import AGENTS
 from agents.base import Agent
 from utils.buffer import Buffer
-from utils.config import Config, parse_config
+from utils.config import Config, check_against_dataset, parse_config
 from utils.datasets import Dataset, load_dataset
 from utils.errors import UserInputError
 from utils.evaluation import Evaluator, torch_policy
-from utils.logger import RunLogger, run_directory
+from utils.logger import RunLogger, run_directory, wandb_problem
 from utils.pretrain_cache import cache_file, load_pretrained, save_pretrained
 from utils.runtime import MetricAverager, resolve_device, seed_everything
 
@@ -120,15 +121,22 @@ def run(config: Config) -> dict:
     seed_everything(config.run.seed)
     device = resolve_device(config.run.device)
     dataset = load_data(config)
+    check_against_dataset(config, dataset.size)
+    if config.run.enable_wandb and (problem := wandb_problem()):
+        raise UserInputError(problem)
     evaluator = Evaluator(dataset, config.run.eval_episodes, config.run.seed + EVAL_SEED_OFFSET)
     buffer = Buffer(dataset, device, config.run.normalise)
     agent = AGENTS[config.run.agent](buffer.obs_dim, buffer.act_dim, config.agent, config.run.discount).to(device)
 
     run_dir = run_directory(config.run.log_path, dataset.name, config.run.agent, config.run.seed)
     tqdm.write(f"run directory: {run_dir}")
-    logger = RunLogger(run_dir, config.to_dict() | {"dataset": dataset.name, "dataset_source": dataset.source,
-                                                    "device": str(device)},
-                       wandb_options(config, dataset))
+    try:
+        logger = RunLogger(run_dir, config.to_dict() | {"dataset": dataset.name, "dataset_source": dataset.source,
+                                                        "device": str(device)},
+                           wandb_options(config, dataset))
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run directory when logging cannot start
+        raise
     try:
         pretrain(agent, buffer, dataset, config, logger)
         # Re-seeded so the main loop is the same whether the behaviour model was trained or loaded.

@@ -26,11 +26,11 @@ HOPPER_OBS_DIM, HOPPER_ACT_DIM = 11, 3
 TERMINALS = np.array([0, 1, 1, 0, 0, 0, 0, 0], np.float32)
 TIMEOUTS = np.array([0, 0, 0, 0, 0, 1, 0, 0], np.float32)
 OBS = np.arange(8, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)  # row i observes (i, i)
-ACTIONS = 10.0 + np.arange(8, dtype=np.float32)[:, None]  # row i acts 10 + i
+ACTIONS = np.arange(8, dtype=np.float32)[:, None] / 10  # row i acts i / 10
 REWARDS = np.arange(8, dtype=np.float32) / 10
 FILE_NEXT_OBS = OBS + 0.5  # distinct from any obs so we can tell where it was used
 
-EXPECTED_NEXT_ACTIONS = np.array([11, 11, 12, 14, 15, 15, 17, 17], np.float32)[:, None]
+EXPECTED_NEXT_ACTIONS = np.array([1, 1, 2, 4, 5, 5, 7, 7], np.float32)[:, None] / 10
 EXPECTED_NEXT_OBS_WITHOUT_FILE_KEY = np.array([1, 1, 2, 4, 5, 5, 7, 7], np.float32)[:, None] * np.ones((1, 2))
 EXPECTED_HAS_TD_TARGET = np.array([1, 1, 1, 1, 1, 0, 1, 0], bool)
 
@@ -85,7 +85,7 @@ def test_missing_timeouts_mean_only_terminals_and_the_last_row_end_episodes():
     data = transitions_from_arrays(
         "x", OBS, ACTIONS, REWARDS, TERMINALS, eval_env_id="Hopper-v4", source="test arrays"
     )
-    np.testing.assert_array_equal(data.next_actions, np.array([11, 11, 12, 14, 15, 16, 17, 17], np.float32)[:, None])
+    np.testing.assert_array_equal(data.next_actions, np.array([1, 1, 2, 4, 5, 6, 7, 7], np.float32)[:, None] / 10)
     np.testing.assert_array_equal(data.has_td_target, [1, 1, 1, 1, 1, 1, 1, 0])
     assert data.num_episodes == 3 and data.score is None
 
@@ -363,3 +363,37 @@ def test_minari_without_reference_scores_and_unavailable_ids(minari_root):
     unavailable = r"cannot load Minari dataset mujoco/hopper/medium-v0 .*MINARI_DATASETS_PATH"
     with pytest.raises(UserInputError, match=unavailable):
         load_dataset("mujoco/hopper/medium-v0")
+
+
+def _flat_arrays(size: int = 6) -> dict:
+    rng = np.random.default_rng(0)
+    return {"observations": rng.standard_normal((size, 3)), "actions": rng.uniform(-1, 1, (size, 2)),
+            "rewards": rng.standard_normal(size), "terminals": np.eye(1, size, size - 1)[0]}
+
+
+@pytest.mark.parametrize("key, row", [("observations", 2), ("actions", 4), ("rewards", 1)])
+def test_nan_and_inf_are_counted_located_and_refused(key, row):
+    arrays = _flat_arrays()
+    arrays[key] = arrays[key].copy()
+    arrays[key][row] = np.nan
+    arrays[key][row + 1] = np.inf
+    with pytest.raises(UserInputError, match=rf"f\.hdf5: {key} has NaN or inf in 2 row\(s\), the first at row {row}"):
+        transitions_from_arrays("x", **arrays, eval_env_id="Hopper-v4", source="f.hdf5")
+
+
+def test_actions_outside_the_unit_box_are_refused_with_their_extent():
+    arrays = _flat_arrays()
+    arrays["actions"][3] = [0.5, -1.75]
+    with pytest.raises(UserInputError, match=r"1 action row\(s\) lie outside \[-1, 1\] \(the first at row 3, "
+                                             r"largest magnitude 1\.75\); rescale"):
+        transitions_from_arrays("x", **arrays, eval_env_id="Hopper-v4", source="f.hdf5")
+
+
+def test_an_empty_dataset_is_refused(tmp_path):
+    path = tmp_path / "empty.hdf5"
+    with h5py.File(path, "w") as file:
+        for key, shape in (("observations", (0, 3)), ("actions", (0, 2)), ("rewards", (0,)), ("terminals", (0,))):
+            file[key] = np.zeros(shape, np.float32)
+    with pytest.raises(UserInputError, match=r"empty\.hdf5: observations must have shape \(rows, features\) "
+                                             r"with rows > 0, got \(0, 3\)"):
+        load_dataset("mine", dataset_path=path, eval_env="Hopper-v4")

@@ -207,7 +207,8 @@ def write_d4rl_file(path: Path, obs_dim: int, act_dim: int, episodes: int = 3, l
 
 
 TINY_RUN = ["--training_steps", "20", "--eval_every", "10", "--gmm_steps", "10", "--eval_episodes", "2",
-            "--hyper_batch_size", "64", "--value_batch_size", "32", "--policy_batch_size", "32"]
+            "--hyper_batch_size", "64", "--value_batch_size", "32", "--policy_batch_size", "32",
+            "--gmm_batch_size", "64"]
 
 
 def test_d4rl_name_reads_d4rl_cache_applies_its_yaml_and_scores_with_d4rl_constants(tmp_path):
@@ -241,3 +242,41 @@ def test_own_file_with_a_module_env_id_and_user_reference_scores(tmp_path):
     csv_rows, _ = read_progress(run_dir)
     assert [row["eval/normalised_score"] for row in csv_rows] == pytest.approx(
         [50 * row["eval/return"] for row in csv_rows])
+
+
+def test_a_batch_larger_than_the_dataset_is_refused_before_anything_is_written(tmp_path):
+    result = train(tmp_path, "--toy_size", "1000", "--hyper_batch_size", "1001")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("error: --hyper_batch_size (1001) is larger than the dataset (1000 rows); "
+                                     "lower it to at most 1000")
+    assert run_dirs(tmp_path) == []
+
+
+def test_wandb_without_a_login_is_refused_before_anything_is_written(tmp_path):
+    home = tmp_path / "home"  # no ~/.netrc, so no stored wandb login
+    home.mkdir()
+    env = {"HOME": str(home), "WANDB_MODE": "", "WANDB_API_KEY": "", "NETRC": str(home / ".netrc")}
+    result = train(tmp_path, *SHORT_RUN, "--enable_wandb", "1", env_extra=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error: wandb is not logged in: run `wandb login`")
+    assert run_dirs(tmp_path) == []
+
+
+def test_wandb_not_installed_is_refused_before_anything_is_written(tmp_path):
+    shadow = tmp_path / "no_wandb" / "wandb"  # a package that fails to import, as a missing wandb does
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
+    result = train(tmp_path, *SHORT_RUN, "--enable_wandb", "1",
+                   env_extra={"PYTHONPATH": str(shadow.parent)})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --enable_wandb 1 needs wandb: pip install wandb (or drop --enable_wandb)"
+    assert run_dirs(tmp_path) == []
+
+
+def test_an_unwritable_log_path_is_refused_without_a_traceback(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = train(tmp_path, *SHORT_RUN, "--log_path", str(blocker / "runs"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith(f"error: cannot create the run directory in {blocker / 'runs'}")
+    assert result.stderr.strip().endswith("choose a writable --log_path")

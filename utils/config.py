@@ -178,3 +178,12 @@ def validate(config: Config) -> None:
                              f"({run.training_steps}): no evaluation would run; lower --eval_every")
     if (run.ref_min_score is None) != (run.ref_max_score is None):
         raise UserInputError("give both --ref_min_score and --ref_max_score, or neither")
+
+
+def check_against_dataset(config: Config, size: int) -> None:
+    """Settings that only the loaded data can refute: no batch may be larger than the dataset."""
+    for field in fields(config.agent):
+        value = getattr(config.agent, field.name)
+        if field.name.endswith("batch_size") and value > size:
+            raise UserInputError(f"--{field.name} ({value}) is larger than the dataset ({size} rows); "
+                                 f"lower it to at most {size}")

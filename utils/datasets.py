@@ -147,6 +147,9 @@ def transitions_from_arrays(
     timeouts = np.zeros(size, bool) if timeouts is None else _float_vector(timeouts, "timeouts", size, source) != 0
     _check_rows(actions, "actions", size, source)
 
+    _check_finite({"observations": observations, "actions": actions, "rewards": rewards}, source)
+    _check_action_range(actions, source)
+
     episode_ends = terminals | timeouts
     episode_ends[-1] = True
     continues = np.flatnonzero(~episode_ends)  # rows whose next row is in the same episode
@@ -177,6 +180,27 @@ def transitions_from_arrays(
         score=score,
         source=source,
     )
+
+
+def _check_finite(arrays: dict[str, np.ndarray], source: str) -> None:
+    """Refuses NaN or inf in the arrays training reads, saying how many and where the first one is."""
+    for key, array in arrays.items():
+        bad_rows = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+        if len(bad_rows):
+            raise UserInputError(
+                f"{source}: {key} has NaN or inf in {len(bad_rows)} row(s), the first at row {bad_rows[0]}; "
+                "clean the file (drop or repair those rows) before training"
+            )
+
+
+def _check_action_range(actions: np.ndarray, source: str) -> None:
+    """Policies act in [-1, 1] (tanh outputs, clipped samples): actions outside it cannot be imitated."""
+    outside = np.flatnonzero((np.abs(actions) > 1.0).any(axis=1))
+    if len(outside):
+        raise UserInputError(
+            f"{source}: {len(outside)} action row(s) lie outside [-1, 1] (the first at row {outside[0]}, "
+            f"largest magnitude {np.abs(actions).max():.4g}); rescale the actions to [-1, 1]"
+        )
 
 
 def _float_matrix(values, key: str, source: str) -> np.ndarray:

@@ -6,9 +6,12 @@ The logger knows rows of numbers, not which agent produced them.
 import csv
 import json
 import math
+import netrc
+import os
 import re
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 from utils.errors import UserInputError
 
@@ -113,9 +116,30 @@ class RunLogger:
         self.pretraining_rows.close()
 
 
-def start_wandb(run_dir: Path, config: dict, options: dict):
+def wandb_problem() -> str | None:
+    """Why wandb logging cannot start, found without network access; None when it can."""
     try:
-        import wandb
+        import wandb  # noqa: F401
     except ImportError:
-        raise UserInputError("--enable_wandb 1 needs wandb: pip install wandb") from None
+        return "--enable_wandb 1 needs wandb: pip install wandb (or drop --enable_wandb)"
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return None
+    if os.environ.get("WANDB_API_KEY") or has_netrc_login(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")):
+        return None
+    return ("wandb is not logged in: run `wandb login`, set WANDB_API_KEY, "
+            "or log locally with WANDB_MODE=offline (sync later with `wandb sync`)")
+
+
+def has_netrc_login(base_url: str) -> bool:
+    """Whether ~/.netrc (or $NETRC), where `wandb login` stores the key, has an entry for the wandb host."""
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return netrc.netrc(path).authenticators(urlparse(base_url).hostname or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def start_wandb(run_dir: Path, config: dict, options: dict):
+    import wandb
+
     return wandb.init(dir=str(run_dir), config=config, **options)
