@@ -17,11 +17,11 @@ from agents.base import Agent
 from utils.buffer import Buffer
 from utils.config import Config, check_against_dataset, parse_config
 from utils.datasets import Dataset, load_dataset
-from utils.errors import UserInputError
+from utils.errors import TrainingDiverged, UserInputError
 from utils.evaluation import Evaluator, torch_policy
 from utils.logger import RunLogger, run_directory, wandb_problem
 from utils.pretrain_cache import cache_file, load_pretrained, save_pretrained
-from utils.runtime import MetricAverager, resolve_device, seed_everything
+from utils.runtime import MetricAverager, NonFiniteWatch, resolve_device, seed_everything
 
 POSTFIX_EVERY = 1_000  # steps between progress-bar updates (each reads metrics from the device once)
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes use seed + this, apart from the training streams
@@ -66,6 +66,7 @@ def pretrain_until_converged(agent: Agent, buffer: Buffer, logger: RunLogger) ->
         held_out = agent.held_out_loss(buffer)
         if held_out is not None:
             values["held_out_loss"] = held_out.item()
+        stop_if_diverged(next(((k, step) for k, v in values.items() if not math.isfinite(v)), None), logger)
         logger.log_pretraining(step, values)
         bar.set_postfix({key: f"{value:.3f}" for key, value in values.items()})
         if held_out is None:
@@ -93,11 +94,14 @@ def train(agent: Agent, buffer: Buffer, evaluator: Evaluator, logger: RunLogger,
     """Algorithm 1, lines 5-21, with an evaluation every eval_every steps and at the last step."""
     run = config.run
     policy = torch_policy(agent.act, buffer.normaliser, buffer.device)
-    averager, last = MetricAverager(), {}
+    averager, watch, last = MetricAverager(), NonFiniteWatch(), {}
     bar = tqdm(range(1, run.training_steps + 1), desc=f"{run.agent} training", unit="step", dynamic_ncols=True)
     for step in bar:
         metrics = agent.update(buffer, step)
         averager.add(metrics)
+        watch.add(metrics, step)
+        if step % POSTFIX_EVERY == 0 or step % run.eval_every == 0 or step == run.training_steps:
+            stop_if_diverged(watch.first_failure(), logger)
         if step % run.eval_every == 0 or step == run.training_steps:
             row = {f"train/{k}": v for k, v in averager.mean().items()} | evaluator(policy)
             logger.log(step, row)
@@ -106,6 +110,13 @@ def train(agent: Agent, buffer: Buffer, evaluator: Evaluator, logger: RunLogger,
             bar.set_postfix({**{k: f"{v.item():.3g}" for k, v in metrics.items() if "loss" in k},
                              **{k: f"{v:.1f}" for k, v in last.items()}})
     return logger.finish()
+
+
+def stop_if_diverged(failure: tuple[str, int] | None, logger: RunLogger) -> None:
+    if failure is not None:
+        name, step = failure
+        raise TrainingDiverged(f"{name} became NaN or inf at step {step}; the run stopped there (its logs up to "
+                               f"the last evaluation are in {logger.run_dir}); try a lower learning rate")
 
 
 def wandb_options(config: Config, dataset: Dataset) -> dict | None:
@@ -155,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -66,3 +66,21 @@ def test_seed_everything_repeats_python_numpy_and_torch_draws():
     assert draws() == first
     seed_everything(124)
     assert draws() != first
+
+
+def test_non_finite_watch_reports_the_first_bad_metric_and_step():
+    from utils.runtime import NonFiniteWatch
+
+    watch = NonFiniteWatch()
+    for step in (1, 2, 3):
+        watch.add({"a": torch.tensor(1.0), "b": torch.tensor(2.0)}, step)
+    assert watch.first_failure() is None
+    watch.add({"a": torch.tensor(1.0), "b": torch.tensor(float("nan"))}, 4)
+    watch.add({"a": torch.tensor(float("inf")), "b": torch.tensor(2.0)}, 6)  # later, and b recovers
+    assert watch.first_failure() == ("b", 4)
+
+
+def test_non_finite_watch_is_empty_before_any_step():
+    from utils.runtime import NonFiniteWatch
+
+    assert NonFiniteWatch().first_failure() is None

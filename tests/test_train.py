@@ -280,3 +280,13 @@ def test_an_unwritable_log_path_is_refused_without_a_traceback(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith(f"error: cannot create the run directory in {blocker / 'runs'}")
     assert result.stderr.strip().endswith("choose a writable --log_path")
+
+
+def test_a_diverging_loss_stops_the_run_naming_the_loss_and_step(tmp_path):
+    result = train(tmp_path, *SHORT_RUN, "--value_lr", "1e30")  # the critics explode on the first step
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and " became NaN or inf at step " in last_line
+    (run_dir,) = run_dirs(tmp_path)
+    assert str(run_dir) in last_line
+    assert not (run_dir / "summary.json").exists()  # the run did not finish

@@ -6,3 +6,7 @@
 
 class UserInputError(Exception):
     """Raised for bad input; the message says what is wrong and how to fix it, in one line."""
+
+
+class TrainingDiverged(Exception):
+    """A loss became NaN or inf; the message names the loss and the step. `train.py` exits with status 3."""

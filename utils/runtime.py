@@ -1,5 +1,6 @@
 """Seeding, device choice, and metrics kept on the device until they are logged."""
 
+import math
 import random
 
 import numpy as np
@@ -43,3 +44,29 @@ class MetricAverager:
         values = (torch.stack([self.sums[k] for k in keys]) / self.count).tolist()
         self.sums, self.count = {}, 0
         return dict(zip(keys, values))
+
+
+class NonFiniteWatch:
+    """Remembers, on the device, the first step at which each metric became NaN or inf.
+
+    Three small kernels a step and no host sync; `first_failure` reads the record, at log time.
+    """
+
+    def __init__(self):
+        self.keys: list[str] = []
+        self.first_step: torch.Tensor | None = None  # (n_metrics,), inf while a metric stays finite
+
+    def add(self, metrics: dict[str, torch.Tensor], step: int) -> None:
+        values = torch.stack([value.float() for value in metrics.values()])
+        if self.first_step is None:
+            self.keys, self.first_step = list(metrics), torch.full_like(values, math.inf)
+        newly_bad = ~torch.isfinite(values) & torch.isinf(self.first_step)
+        self.first_step = torch.where(newly_bad, float(step), self.first_step)
+
+    def first_failure(self) -> tuple[str, int] | None:
+        """(metric, step) of the earliest non-finite value seen, or None."""
+        if self.first_step is None:
+            return None
+        steps = self.first_step.tolist()
+        step, key = min(zip(steps, self.keys))
+        return None if math.isinf(step) else (key, int(step))
