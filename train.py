@@ -7,7 +7,9 @@ agent updates with periodic evaluations of the deterministic policy.
 import copy
 import math
 import shutil
+import signal
 import sys
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -15,11 +17,12 @@ from tqdm import tqdm
 from agents import AGENTS
 from agents.base import Agent
 from utils.buffer import Buffer
-from utils.config import Config, check_against_dataset, parse_config
+from utils.checkpoints import load_latest_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from utils.config import Config, check_against_dataset, parse_config, saved_config
 from utils.datasets import Dataset, load_dataset
-from utils.errors import TrainingDiverged, UserInputError
+from utils.errors import Interrupted, TrainingDiverged, UserInputError
 from utils.evaluation import Evaluator, torch_policy
-from utils.logger import RunLogger, run_directory, wandb_problem
+from utils.logger import RunLogger, latest_unfinished_run, run_directory, wandb_problem
 from utils.pretrain_cache import cache_file, load_pretrained, save_pretrained
 from utils.runtime import MetricAverager, NonFiniteWatch, resolve_device, seed_everything
 
@@ -90,26 +93,75 @@ def snapshot(modules: dict) -> dict:
     return {name: copy.deepcopy(module.state_dict()) for name, module in modules.items()}
 
 
-def train(agent: Agent, buffer: Buffer, evaluator: Evaluator, logger: RunLogger, config: Config) -> dict:
-    """Algorithm 1, lines 5-21, with an evaluation every eval_every steps and at the last step."""
+class StopSignals:
+    """While active, SIGTERM and SIGINT only set `received`; the loop then checkpoints and stops."""
+
+    def __enter__(self):
+        self.received = None
+        self.previous = {sig: signal.signal(sig, self.receive) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def receive(self, signal_number, frame):
+        self.received = signal_number
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def train(agent: Agent, buffer: Buffer, evaluator: Evaluator, logger: RunLogger, config: Config,
+          checkpoint: dict | None = None) -> dict:
+    """Algorithm 1, lines 5-21, with an evaluation every eval_every steps and at the last step; a checkpoint
+    after every evaluation and when SIGTERM or SIGINT arrives."""
     run = config.run
     policy = torch_policy(agent.act, buffer.normaliser, buffer.device)
     averager, watch, last = MetricAverager(), NonFiniteWatch(), {}
-    bar = tqdm(range(1, run.training_steps + 1), desc=f"{run.agent} training", unit="step", dynamic_ncols=True)
-    for step in bar:
-        metrics = agent.update(buffer, step)
-        averager.add(metrics)
-        watch.add(metrics, step)
-        if step % POSTFIX_EVERY == 0 or step % run.eval_every == 0 or step == run.training_steps:
-            stop_if_diverged(watch.first_failure(), logger)
-        if step % run.eval_every == 0 or step == run.training_steps:
-            row = {f"train/{k}": v for k, v in averager.mean().items()} | evaluator(policy)
-            logger.log(step, row)
-            last["score"] = row.get("eval/normalised_score", row["eval/return"])
-        if step % POSTFIX_EVERY == 0 or step == run.training_steps:
-            bar.set_postfix({**{k: f"{v.item():.3g}" for k, v in metrics.items() if "loss" in k},
-                             **{k: f"{v:.1f}" for k, v in last.items()}})
+    start = 0
+    if checkpoint is not None:
+        start = checkpoint["step"]
+        averager.load_state_dict(checkpoint["averager"])
+        watch.load_state_dict(checkpoint["watch"])
+
+    def save(step: int) -> None:
+        save_checkpoint(logger.run_dir, step, {
+            "step": step, "agent": agent.state_dict(),
+            "optimisers": {name: o.state_dict() for name, o in agent.optimisers().items()},
+            "rng": rng_states(), "averager": averager.state_dict(), "watch": watch.state_dict(),
+            "logger": logger.position()})
+
+    bar = tqdm(range(start + 1, run.training_steps + 1), desc=f"{run.agent} training", unit="step",
+               dynamic_ncols=True, initial=start, total=run.training_steps)
+    with StopSignals() as signals:
+        for step in bar:
+            metrics = agent.update(buffer, step)
+            averager.add(metrics)
+            watch.add(metrics, step)
+            if step % POSTFIX_EVERY == 0 or step % run.eval_every == 0 or step == run.training_steps:
+                stop_if_diverged(watch.first_failure(), logger)
+            if step % run.eval_every == 0 or step == run.training_steps:
+                row = {f"train/{k}": v for k, v in averager.mean().items()} | evaluator(policy)
+                logger.log(step, row)
+                save(step)
+                last["score"] = row.get("eval/normalised_score", row["eval/return"])
+            elif signals.received is not None:
+                save(step)
+            if signals.received is not None:
+                bar.close()
+                raise Interrupted(f"stopped by signal {signals.received} at step {step} with a checkpoint; "
+                                  f"continue with: python train.py --resume {logger.run_dir}", signals.received)
+            if step % POSTFIX_EVERY == 0 or step == run.training_steps:
+                bar.set_postfix({**{k: f"{v.item():.3g}" for k, v in metrics.items() if "loss" in k},
+                                 **{k: f"{v:.1f}" for k, v in last.items()}})
     return logger.finish()
+
+
+def restore(agent: Agent, buffer: Buffer, checkpoint: dict) -> None:
+    """Networks, optimisers and every RNG as they were at the checkpoint."""
+    agent.load_state_dict(checkpoint["agent"])
+    for name, optimiser in agent.optimisers().items():
+        optimiser.load_state_dict(checkpoint["optimisers"][name])
+    agent.finish_pretraining(buffer)
+    restore_rng_states(checkpoint["rng"])
 
 
 def stop_if_diverged(failure: tuple[str, int] | None, logger: RunLogger) -> None:
@@ -129,9 +181,19 @@ def wandb_options(config: Config, dataset: Dataset) -> dict | None:
 
 def run(config: Config) -> dict:
     """Everything that can fail on bad input happens before the run directory is made."""
+    resume_dir = None
+    if config.run.resume not in ("", "auto"):
+        resume_dir = Path(config.run.resume)
+        config = saved_config(resume_dir)
     seed_everything(config.run.seed)
+    torch.use_deterministic_algorithms(config.run.deterministic)
     device = resolve_device(config.run.device)
     dataset = load_data(config)
+    if config.run.resume == "auto":
+        resume_dir = latest_unfinished_run(config.run.log_path, dataset.name, config.run.agent, config.run.seed)
+    checkpoint = load_latest_checkpoint(resume_dir) if resume_dir else None
+    if resume_dir is not None and checkpoint is None:
+        raise UserInputError(f"--resume {resume_dir}: no checkpoint there to continue from")
     check_against_dataset(config, dataset.size)
     if config.run.enable_wandb and (problem := wandb_problem()):
         raise UserInputError(problem)
@@ -139,20 +201,24 @@ def run(config: Config) -> dict:
     buffer = Buffer(dataset, device, config.run.normalise)
     agent = AGENTS[config.run.agent](buffer.obs_dim, buffer.act_dim, config.agent, config.run.discount).to(device)
 
-    run_dir = run_directory(config.run.log_path, dataset.name, config.run.agent, config.run.seed)
-    tqdm.write(f"run directory: {run_dir}")
+    run_dir = resume_dir or run_directory(config.run.log_path, dataset.name, config.run.agent, config.run.seed)
+    tqdm.write(f"{'resuming' if checkpoint else 'run directory:'} {run_dir}")
     try:
         logger = RunLogger(run_dir, config.to_dict() | {"dataset": dataset.name, "dataset_source": dataset.source,
                                                         "device": str(device)},
-                           wandb_options(config, dataset))
+                           wandb_options(config, dataset), checkpoint and checkpoint["logger"])
     except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run directory when logging cannot start
+        if checkpoint is None:
+            shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run directory when logging cannot start
         raise
     try:
-        pretrain(agent, buffer, dataset, config, logger)
-        # Re-seeded so the main loop is the same whether the behaviour model was trained or loaded.
-        torch.manual_seed(config.run.seed + 1)
-        summary = train(agent, buffer, evaluator, logger, config)
+        if checkpoint is None:
+            pretrain(agent, buffer, dataset, config, logger)
+            # Re-seeded so the main loop is the same whether the behaviour model was trained or loaded.
+            torch.manual_seed(config.run.seed + 1)
+        else:
+            restore(agent, buffer, checkpoint)
+        summary = train(agent, buffer, evaluator, logger, config, checkpoint)
     finally:
         logger.close()
         evaluator.close()
@@ -169,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
+    except Interrupted as stop:
+        print(str(stop), file=sys.stderr)
+        return 128 + stop.signal_number
     return 0
 
 

@@ -73,6 +73,10 @@ class Agent(nn.Module):
     def finish_pretraining(self, buffer: Buffer) -> None:
         """Called once after pretraining or after loading its result, before the main loop."""
 
+    def optimisers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser the agent owns, by attribute name (checkpointed with the networks)."""
+        return {name: value for name, value in vars(self).items() if isinstance(value, torch.optim.Optimizer)}
+
     def update(self, buffer: Buffer, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

@@ -6,6 +6,7 @@ Every setting, of the run or of the chosen agent, is a flag with a one-line help
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -50,6 +51,11 @@ class RunSettings:
     toy_size: int = setting(10_000, "number of transitions of the toy-multimodal dataset", at_least=1)
     ref_min_score: float | None = setting(None, "return that scores 0 (with --dataset_path)")
     ref_max_score: float | None = setting(None, "return that scores 100 (with --dataset_path)")
+    resume: str = setting("", "continue an interrupted run: its directory (its own settings are used), or "
+                          "auto: the newest unfinished run of this dataset, agent and seed under --log_path, "
+                          "else a new run")
+    deterministic: bool = setting(False, "1: deterministic torch algorithms (a resumed run then matches an "
+                                  "uninterrupted one bit for bit on the CPU)")
 
 
 @dataclass
@@ -187,3 +193,17 @@ def check_against_dataset(config: Config, size: int) -> None:
         if field.name.endswith("batch_size") and value > size:
             raise UserInputError(f"--{field.name} ({value}) is larger than the dataset ({size} rows); "
                                  f"lower it to at most {size}")
+
+
+def saved_config(run_dir: Path) -> Config:
+    """The settings a run was started with, read back from its config.json."""
+    path = Path(run_dir) / "config.json"
+    try:
+        values = json.loads(path.read_text())
+        agent_class = AGENTS[values["agent"]]
+    except (OSError, ValueError, KeyError) as error:
+        raise UserInputError(f"--resume {run_dir}: cannot read the run's settings from {path} ({error})") from None
+    run_names = {field.name for field in fields(RunSettings)}
+    agent_names = {field.name for field in fields(agent_class.Settings)}
+    run = RunSettings(**{k: v for k, v in values.items() if k in run_names} | {"resume": str(run_dir)})
+    return Config(run=run, agent=agent_class.Settings(**{k: v for k, v in values.items() if k in agent_names}))

@@ -10,3 +10,11 @@ class UserInputError(Exception):
 
 class TrainingDiverged(Exception):
     """A loss became NaN or inf; the message names the loss and the step. `train.py` exits with status 3."""
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT arrived; a checkpoint was written. `train.py` exits with 128 + the signal number."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.signal_number = signal_number

@@ -18,10 +18,23 @@ from utils.errors import UserInputError
 SCORE_KEY, RETURN_KEY = "eval/normalised_score", "eval/return"
 
 
+def run_prefix(dataset: str, agent: str, seed: int) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-")
+    return f"{slug}_{agent}_seed{seed}_"
+
+
+def latest_unfinished_run(log_path: str, dataset: str, agent: str, seed: int) -> Path | None:
+    """The newest run directory of this dataset, agent and seed with a checkpoint and no summary."""
+    root = Path(log_path).expanduser()
+    candidates = sorted(root.glob(run_prefix(dataset, agent, seed) + "*")) if root.is_dir() else []
+    unfinished = [path for path in candidates
+                  if not (path / "summary.json").exists() and any(path.glob("checkpoint_*.pt"))]
+    return unfinished[-1] if unfinished else None
+
+
 def run_directory(log_path: str, dataset: str, agent: str, seed: int) -> Path:
     """<log_path>/<dataset>_<agent>_seed<seed>_<date-time>, made unique; created here."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-")
-    stem = f"{slug}_{agent}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = run_prefix(dataset, agent, seed) + time.strftime("%Y%m%d-%H%M%S")
     root = Path(log_path).expanduser()
     for attempt in range(1000):
         path = root / (stem if attempt == 0 else f"{stem}-{attempt}")
@@ -79,15 +92,36 @@ class RowFiles:
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, config: dict, wandb_options: dict | None = None):
+    """Writes a new run's files, or, given the `position` saved in a checkpoint, continues a run's files from
+    there: rows logged after that checkpoint are dropped, so no row is duplicated or missing."""
+
+    def __init__(self, run_dir: Path, config: dict, wandb_options: dict | None = None, position: dict | None = None):
         self.run_dir = run_dir
         self.rows: list[dict] = []
         self.pretraining: dict = {}
         self.started = time.time()
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         self.progress = RowFiles(run_dir, "progress")
         self.pretraining_rows = RowFiles(run_dir, "pretraining")
+        if position is None:
+            (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        else:
+            self.continue_from(position)
+            wandb_options = wandb_options and {**wandb_options, "id": position["wandb_id"], "resume": "allow"}
         self.wandb_run = start_wandb(run_dir, config, wandb_options) if wandb_options else None
+
+    def continue_from(self, position: dict) -> None:
+        lines = (self.run_dir / "progress.jsonl").read_text().splitlines() if position["rows"] else []
+        kept = [json.loads(line) for line in lines[: position["rows"]]]
+        for row in kept:  # rewritten: the files end exactly at the checkpoint
+            self.progress.write({k: math.nan if v is None else v for k, v in row.items()})
+        self.rows = kept
+        self.pretraining = position["pretraining"]
+        self.started = time.time() - position["elapsed_s"]
+
+    def position(self) -> dict:
+        """What a checkpoint needs to continue these files and this wandb run."""
+        return {"rows": len(self.rows), "pretraining": self.pretraining, "elapsed_s": time.time() - self.started,
+                "wandb_id": self.wandb_run.id if self.wandb_run is not None else None}
 
     def log(self, step: int, values: dict[str, float]) -> None:
         """One evaluation: training metrics averaged since the last one, and the scores."""

@@ -36,6 +36,12 @@ class MetricAverager:
             self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
         self.count += 1
 
+    def state_dict(self) -> dict:
+        return {"sums": self.sums, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.count = dict(state["sums"]), state["count"]
+
     def mean(self) -> dict[str, float]:
         """Averages since the last call, then starts over."""
         if not self.sums:
@@ -62,6 +68,12 @@ class NonFiniteWatch:
             self.keys, self.first_step = list(metrics), torch.full_like(values, math.inf)
         newly_bad = ~torch.isfinite(values) & torch.isinf(self.first_step)
         self.first_step = torch.where(newly_bad, float(step), self.first_step)
+
+    def state_dict(self) -> dict:
+        return {"keys": self.keys, "first_step": self.first_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.keys, self.first_step = list(state["keys"]), state["first_step"]
 
     def first_failure(self) -> tuple[str, int] | None:
         """(metric, step) of the earliest non-finite value seen, or None."""

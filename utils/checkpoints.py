@@ -1,0 +1,59 @@
+"""Checkpoints of a run: every network, optimiser, RNG state and the logger's position, written atomically.
+
+A run directory keeps its two newest checkpoints, `checkpoint_<step>.pt`. They are written to a temporary
+file in the same directory and renamed, so a crash (even SIGKILL) never leaves a half-written one.
+"""
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+KEEP = 2
+NAME = re.compile(r"checkpoint_(\d+)\.pt")
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoints, oldest first."""
+    found = [(int(match.group(1)), path) for path in run_dir.glob("checkpoint_*.pt") if (match := NAME.fullmatch(path.name))]
+    return [path for _, path in sorted(found)]
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict) -> Path:
+    path = run_dir / f"checkpoint_{step:09d}.pt"
+    handle, temporary = tempfile.mkstemp(dir=run_dir, suffix=".part")
+    os.close(handle)
+    try:
+        torch.save(state, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    for old in checkpoints(run_dir)[:-KEEP]:
+        old.unlink()
+    return path
+
+
+def load_latest_checkpoint(run_dir: Path) -> dict | None:
+    found = checkpoints(run_dir)
+    # Our own files: they hold numpy RNG states, which the weights-only loader refuses.
+    return torch.load(found[-1], map_location="cpu", weights_only=False) if found else None
+
+
+def rng_states() -> dict:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
