@@ -290,3 +290,35 @@ def test_a_diverging_loss_stops_the_run_naming_the_loss_and_step(tmp_path):
     (run_dir,) = run_dirs(tmp_path)
     assert str(run_dir) in last_line
     assert not (run_dir / "summary.json").exists()  # the run did not finish
+    assert not list(run_dir.glob("checkpoint_*.pt"))  # the check comes before a save: no diverged checkpoint
+
+
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    flags = [sys.executable, "train.py", "--log_path", str(tmp_path / "runs"), "--save_gmm", "0", *SHORT_RUN,
+             "--enable_wandb", "1"]
+    process = subprocess.Popen(flags, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((tmp_path / "runs").glob("*/checkpoint_000000100.pt")) and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    (run_dir,) = run_dirs(tmp_path)
+    resumed_from = torch_checkpoint_step(run_dir)
+    result = subprocess.run([sys.executable, "train.py", "--resume", str(run_dir)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    first, second = sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda p: p.parent.name)
+    assert first.stem == second.stem  # the same wandb run id
+    steps = [json.loads(item.value_json) for record in wandb_records(second)
+             if record.WhichOneof("record_type") == "history" for item in record.history.item
+             if item_key(item) == "_step"]
+    assert steps == [step for step in (100, 200, 300) if step > resumed_from]
+
+
+def torch_checkpoint_step(run_dir: Path) -> int:
+    return max(int(path.stem.split("_")[1]) for path in run_dir.glob("checkpoint_*.pt"))
