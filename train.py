@@ -144,6 +144,7 @@ def train(agent: Agent, buffer: Buffer, evaluator: Evaluator, logger: RunLogger,
                 save(step)
                 last["score"] = row.get("eval/normalised_score", row["eval/return"])
             elif signals.received is not None:
+                stop_if_diverged(watch.first_failure(), logger)  # never checkpoint a diverged state
                 save(step)
             if signals.received is not None:
                 bar.close()
