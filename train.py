@@ -34,7 +34,8 @@ def load_data(config: Config) -> Dataset:
     run = config.run
     return load_dataset(run.env_name, dataset_path=run.dataset_path or None, eval_env=run.eval_env or None,
                         d4rl_dir=run.d4rl_dir or None, dataset_url=run.dataset_url or None,
-                        toy_size=run.toy_size, seed=run.seed,
+                        toy_size=run.toy_size, fetch_starts=run.fetch_starts, data_dir=run.data_dir or None,
+                        seed=run.seed,
                         ref_min_score=run.ref_min_score, ref_max_score=run.ref_max_score)
 
 

@@ -11,8 +11,8 @@ goal, 0 elsewhere. An episode lasts `EPISODE_STEPS` steps (truncated, never term
 
 The observation is FetchReach's `observation` vector only (gripper position, finger state, velocities;
 10 dims): no desired goal, so an expert dataset with one trajectory to each goal gives every state four
-conflicting action labels. The start state is the same in every episode (FetchReach resets the arm to a
-fixed pose; the seed only drives its goal sampling, which we ignore).
+conflicting action labels. FetchReach resets the arm to a fixed pose; the start state then varies with the
+seed (see START_STEPS), and the same seed gives the same start state.
 
 Registered by `envs/__init__.py` as `FetchReachFourGoal-v0`.
 
@@ -28,6 +28,11 @@ GOAL_REWARDS = np.array([2.0, 1.0, 1.0, 1.0])  # per goal index (0 = quadrant 1)
 NUM_GOALS = 4
 QUADRANT_SIGNS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
 EPISODE_STEPS = 50
+# Start states vary: after FetchReach's fixed reset, the gripper is driven for START_STEPS steps toward a
+# point drawn uniformly within START_JITTER of its start (per axis), from the env's seeded RNG. The goals
+# stay where they are, placed around FetchReach's fixed start pose.
+START_STEPS = 5
+START_JITTER = 0.04
 OBSERVATION_DIM = 10
 GRIPPER_POS = slice(0, 3)  # where the gripper position sits in the observation
 
@@ -102,6 +107,10 @@ class FetchReachFourGoalEnv(gym.Env):
         fetch_obs, _ = self._fetch.reset(seed=seed)
         # The start pose is fixed, but read it after reset so the goals follow it if that ever changes.
         self.goals = goal_positions(self._fetch.initial_gripper_xpos)
+        start = self._fetch.initial_gripper_xpos + self.np_random.uniform(-START_JITTER, START_JITTER, 3)
+        for _ in range(START_STEPS):
+            action = scripted_reach_action(fetch_obs["observation"], start, self.np_random, noise=0.0)
+            fetch_obs, _, _, _, _ = self._fetch.step(action)
         self._steps = 0
         observation, _, info = self._observe(fetch_obs)
         return observation, info
@@ -133,3 +142,42 @@ def expert_success(goal_index: int, episodes: int, seed: int, noise: float = EXP
         successes += info["goal_index"] == goal_index
     env.close()
     return successes / episodes
+
+
+def run_episode(env: "FetchReachFourGoalEnv", seed: int, choose_action) -> tuple[list, float, int]:
+    """One episode from the start state of `seed`: (transitions, return, goal index at the end or -1)."""
+    observation, info = env.reset(seed=seed)
+    transitions, total, truncated = [], 0.0, False
+    while not truncated:
+        action = choose_action(observation)
+        next_observation, reward, _, truncated, info = env.step(action)
+        transitions.append((observation, action, reward, truncated, next_observation))
+        total += reward
+        observation = next_observation
+    return transitions, total, info["goal_index"]
+
+
+def make_dataset(starts: int, seed: int, noise: float = EXPERT_NOISE) -> dict:
+    """From each of `starts` start states, one expert trajectory to each of the four goals (D4RL keys),
+    plus the returns that define the score: a uniform random policy (0) and the expert to goal 1 (100)."""
+    env = FetchReachFourGoalEnv()
+    rng = np.random.default_rng(seed)
+    rows, reached = [], np.zeros((NUM_GOALS, 2))
+    for start in range(starts):
+        for goal in range(NUM_GOALS):
+            transitions, _, end = run_episode(
+                env, seed + start, lambda obs: scripted_reach_action(obs, env.goals[goal], rng, noise))
+            rows += transitions
+            reached[goal] += (end == goal, 1)
+    observations, actions, rewards, timeouts, next_observations = map(np.array, zip(*rows))
+    random_returns = [run_episode(env, seed + starts + i, lambda _: env.action_space.sample())[1]
+                      for i in range(starts)]
+    expert_returns = [run_episode(env, seed + 2 * starts + i,
+                                  lambda obs: scripted_reach_action(obs, env.goals[0], rng, noise))[1]
+                      for i in range(starts)]
+    env.close()
+    return {"observations": observations.astype(np.float32), "actions": actions.astype(np.float32),
+            "rewards": rewards.astype(np.float32), "terminals": np.zeros(len(rows), np.float32),
+            "timeouts": timeouts.astype(np.float32), "next_observations": next_observations.astype(np.float32),
+            "ref_min_score": float(np.mean(random_returns)), "ref_max_score": float(np.mean(expert_returns)),
+            "expert_success": reached[:, 0] / reached[:, 1]}

@@ -49,6 +49,10 @@ class RunSettings:
     dataset_url: str = setting("", "base URL to download D4RL files from, e.g. a mirror "
                                "(default: $D4RL_DATASET_URL, else the original server)")
     toy_size: int = setting(10_000, "number of transitions of the toy-multimodal dataset", at_least=1)
+    fetch_starts: int = setting(200, "start states of the generated fetchreach-fourgoal-v0 data (4 expert "
+                                "trajectories of 50 steps from each)", at_least=1)
+    data_dir: str = setting("", "folder for the datasets this project generates (default: $LOM_DATA_DIR, "
+                            "else ~/.cache/lom/datasets)")
     ref_min_score: float | None = setting(None, "return that scores 0 (with --dataset_path)")
     ref_max_score: float | None = setting(None, "return that scores 100 (with --dataset_path)")
     resume: str = setting("", "continue an interrupted run: its directory (its own settings are used), or "

@@ -30,6 +30,8 @@ from envs import toy_multimodal
 from utils.errors import UserInputError
 
 TOY_NAME = "toy-multimodal"
+FETCH_REACH_NAME = "fetchreach-fourgoal-v0"
+GENERATED_DEFAULT_DIR = "~/.cache/lom/datasets"  # datasets this project makes (override: $LOM_DATA_DIR)
 D4RL_ENVS = ("halfcheetah", "hopper", "walker2d", "ant")
 D4RL_QUALITIES = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
 D4RL_NAMES = tuple(f"{env}-{quality}-v2" for env in D4RL_ENVS for quality in D4RL_QUALITIES)
@@ -229,6 +231,8 @@ def load_dataset(
     d4rl_dir: str | os.PathLike | None = None,
     dataset_url: str | None = None,
     toy_size: int = 10_000,
+    fetch_starts: int = 200,
+    data_dir: str | os.PathLike | None = None,
     seed: int = 0,
     ref_min_score: float | None = None,
     ref_max_score: float | None = None,
@@ -243,6 +247,8 @@ def load_dataset(
         dataset = _load_hdf5_file(Path(dataset_path), eval_env)
     elif env_name.lower() == TOY_NAME:
         dataset = _load_toy(toy_size, seed)
+    elif env_name.lower() == FETCH_REACH_NAME:
+        dataset = _load_fetch_reach(fetch_starts, seed, data_dir)
     elif "/" in env_name:
         dataset = _load_minari(env_name, eval_env)
     elif env_name.lower() in D4RL_NAMES:
@@ -265,11 +271,11 @@ def _user_score(ref_min_score: float | None, ref_max_score: float | None) -> Sco
 
 
 def _unknown_name_message(env_name: str) -> str:
-    matches = difflib.get_close_matches(env_name.lower(), D4RL_NAMES + (TOY_NAME,), n=3)
+    matches = difflib.get_close_matches(env_name.lower(), D4RL_NAMES + (TOY_NAME, FETCH_REACH_NAME), n=3)
     suggestion = f"; did you mean {', '.join(matches)}?" if matches else "."
     return (
         f"unknown dataset {env_name!r}{suggestion} Known names: the D4RL MuJoCo v2 sets "
-        f"({{{','.join(D4RL_ENVS)}}}-{{{','.join(D4RL_QUALITIES)}}}-v2) and {TOY_NAME}; Minari ids look like "
+        f"({{{','.join(D4RL_ENVS)}}}-{{{','.join(D4RL_QUALITIES)}}}-v2), {TOY_NAME} and {FETCH_REACH_NAME}; Minari ids look like "
         "mujoco/halfcheetah/medium-v0; for your own D4RL-format file use --dataset_path FILE --eval_env ENV_ID"
     )
 
@@ -448,6 +454,39 @@ def _load_toy(size: int, seed: int) -> Dataset:
         score=ScoreReference(toy_multimodal.RANDOM_POLICY_REWARD, toy_multimodal.OPTIMAL_REWARD, TOY_NAME),
         source=f"generated from seed {seed} ({size} rows)",
     )
+
+
+def _load_fetch_reach(starts: int, seed: int, folder: str | os.PathLike | None) -> Dataset:
+    """Made on first use by the scripted expert and kept in the data folder: later runs read the file."""
+    path = Path(folder or os.environ.get("LOM_DATA_DIR") or GENERATED_DEFAULT_DIR).expanduser()
+    path = path / f"{FETCH_REACH_NAME}_seed{seed}_starts{starts}.hdf5"
+    if not path.exists():
+        _write_fetch_reach(path, starts, seed)
+    with h5py.File(path, "r") as file:
+        low, high = float(file.attrs["ref_min_score"]), float(file.attrs["ref_max_score"])
+    return transitions_from_arrays(
+        FETCH_REACH_NAME, **_read_hdf5(path), eval_env_id=envs.FETCH_REACH_FOUR_GOAL_ID,
+        score=ScoreReference(low, high, "random policy = 0, expert to goal 1 = 100"), source=str(path),
+    )
+
+
+def _write_fetch_reach(path: Path, starts: int, seed: int) -> None:
+    from envs import fetch_fourgoal  # imported here: it needs gymnasium-robotics
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tqdm.write(f"making {path.name}: {starts} start states x 4 goals x {fetch_fourgoal.EPISODE_STEPS} steps")
+    data = fetch_fourgoal.make_dataset(starts, seed)
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".part")
+    os.close(handle)
+    try:
+        with h5py.File(partial, "w") as file:
+            for key in HDF5_REQUIRED_KEYS + HDF5_OPTIONAL_KEYS:
+                file[key] = data[key]
+            for key in ("ref_min_score", "ref_max_score", "expert_success"):
+                file.attrs[key] = data[key]
+        os.replace(partial, path)
+    finally:
+        Path(partial).unlink(missing_ok=True)
 
 
 def _one_line(err: BaseException) -> str:

@@ -37,6 +37,7 @@ class Evaluator:
     def __init__(self, dataset: Dataset, episodes: int, seed: int):
         self.envs = make_eval_envs(dataset, episodes)
         self.episodes, self.seed, self.score = episodes, seed, dataset.score
+        self.num_goals = count_goals(self.envs)
 
     def __call__(self, policy: Policy) -> dict[str, float]:
         # The same seed at every evaluation: scores over training differ by the policy, not the start states.
@@ -44,14 +45,20 @@ class Evaluator:
         returns = np.zeros(self.episodes)
         lengths = np.zeros(self.episodes, dtype=np.int64)
         running = np.ones(self.episodes, dtype=bool)
+        final_goals = np.full(self.episodes, -1)
         while running.any():
-            observations, rewards, terminated, truncated, _ = self.envs.step(policy(observations))
+            observations, rewards, terminated, truncated, infos = self.envs.step(policy(observations))
             # A finished sub-env auto-resets on its next step; those steps belong to no counted episode.
             returns += np.where(running, rewards, 0.0)
             lengths += running
-            running &= ~(terminated | truncated)
+            ending = running & (terminated | truncated)
+            if self.num_goals:
+                final_goals[ending] = infos["goal_index"][ending]
+            running &= ~ending
         result = {"eval/return": float(returns.mean()), "eval/return_std": float(returns.std()),
                   "eval/episode_length": float(lengths.mean())}
+        for goal in range(self.num_goals):  # multi-goal tasks: where the episodes ended
+            result[f"eval/goal_{goal + 1}_share"] = float(np.mean(final_goals == goal))
         if self.score is not None:
             scores = self.score.normalise(returns)
             result["eval/normalised_score"] = float(np.mean(scores))
@@ -60,6 +67,14 @@ class Evaluator:
 
     def close(self) -> None:
         self.envs.close()
+
+
+def count_goals(vector_env: gym.vector.VectorEnv) -> int:
+    """How many goals a multi-goal task has (its `goals` attribute), 0 for any other env."""
+    try:
+        return len(vector_env.get_attr("goals")[0])
+    except AttributeError:
+        return 0
 
 
 def torch_policy(act: Callable[[torch.Tensor], torch.Tensor], normalise: Callable, device: torch.device) -> Policy:
