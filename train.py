@@ -59,8 +59,7 @@ def pretrain_until_converged(agent: Agent, buffer: Buffer, logger: RunLogger) ->
     """Pretrain until the held-out loss has not improved for `pretrain_patience` checks (paper Sec. 5.1:
     "until convergence"), at most `pretrain_steps` steps; the modules of the best check are kept."""
     agent.start_pretraining(buffer)
-    best = {"held_out_loss": math.inf, "step": 0}
-    best_state, checks_without_improvement = None, 0
+    best_loss, best_step, best_state, checks_without_improvement = math.inf, None, None, 0
     bar = tqdm(range(1, agent.pretrain_steps + 1), desc="MDN pretraining", unit="step", dynamic_ncols=True)
     for step in bar:
         metrics = agent.pretrain_step(buffer)
@@ -75,8 +74,8 @@ def pretrain_until_converged(agent: Agent, buffer: Buffer, logger: RunLogger) ->
         bar.set_postfix({key: f"{value:.3f}" for key, value in values.items()})
         if held_out is None:
             continue
-        if values["held_out_loss"] < best["held_out_loss"]:
-            best = {"held_out_loss": values["held_out_loss"], "step": step}
+        if values["held_out_loss"] < best_loss:
+            best_loss, best_step = values["held_out_loss"], step
             best_state, checks_without_improvement = snapshot(agent.pretrained_modules()), 0
         else:
             checks_without_improvement += 1
@@ -86,8 +85,7 @@ def pretrain_until_converged(agent: Agent, buffer: Buffer, logger: RunLogger) ->
     if best_state is not None:
         for name, module in agent.pretrained_modules().items():
             module.load_state_dict(best_state[name])
-    return {"steps": step, "best_step": best["step"] if best_state else step,
-            "held_out_loss": best["held_out_loss"] if best_state else None}
+    return {"steps": step, "best_step": best_step or step, "held_out_loss": best_loss if best_state else None}
 
 
 def snapshot(modules: dict) -> dict:

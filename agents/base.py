@@ -25,11 +25,11 @@ def optimise(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
 
 
 def setting(default, help: str, choices: tuple | None = None, above: float | None = None,
-            at_least: float | None = None, below: float | None = None):
+            at_least: float | None = None, below: float | None = None, at_most: float | None = None):
     """A setting: its default, the one-line help shown by --help, and its allowed values (`choices`, or
-    a number strictly `above`, `at_least` or strictly `below` a bound); checked before training starts."""
+    a number strictly `above`, `at_least`, strictly `below` or `at_most` a bound); checked before training."""
     return field(default=default, metadata={"help": help, "choices": choices, "above": above,
-                                            "at_least": at_least, "below": below})
+                                            "at_least": at_least, "below": below, "at_most": at_most})
 
 
 @dataclass

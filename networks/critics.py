@@ -31,11 +31,12 @@ class OneHotHyperQ(nn.Module):
         super().__init__()
         self.num_components = num_components
         self.q = mlp(obs_dim + num_components, hidden, 1)
+        self.register_buffer("one_hots", torch.eye(num_components), persistent=False)  # built once, not per call
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         """Q_phi for every component: (B, obs) -> (B, M)."""
         batch, m = states.shape[0], self.num_components
-        one_hots = torch.eye(m, device=states.device, dtype=states.dtype).expand(batch, m, m)
+        one_hots = self.one_hots.expand(batch, m, m)
         pairs = torch.cat([states.unsqueeze(1).expand(batch, m, states.shape[-1]), one_hots], dim=-1)
         return self.q(pairs).squeeze(-1)
 

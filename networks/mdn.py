@@ -15,9 +15,10 @@ LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 @dataclass
 class GaussianMixture:
-    """Per-state mixture parameters: logits (B, M), means (B, M, A), stds (B, M, A)."""
+    """Per-state mixture parameters: logits (B, M), means (B, M, A), stds (B, M, A). Without logits
+    (None) it holds the components alone, which is all LOM needs once the MDN is frozen."""
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     means: torch.Tensor
     stds: torch.Tensor
 

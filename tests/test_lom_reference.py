@@ -151,21 +151,21 @@ def assert_same_loss_and_gradients(module: nn.Module, fast_loss, plain_loss, see
         torch.testing.assert_close(fast_gradient, plain_gradient)
 
 
+PARTS = {  # the part of the step: (its network, the fast loss, the plain loss)
+    "hyper_q": (lambda agent: agent.hyper_q, lambda agent, buffer, rows: agent.hyper_q_loss(buffer, rows),
+                reference_hyper_q_loss),
+    "policy": (lambda agent: agent.policy, lambda agent, buffer, rows: agent.policy_loss(buffer, rows)[0],
+               reference_policy_loss),
+}
+
+
+@pytest.mark.parametrize("part", PARTS)
 @pytest.mark.parametrize("form", ["multihead", "onehot"])
-def test_hyper_q_loss_and_gradients_match_the_plain_implementation(form):
+def test_hyper_q_and_policy_losses_and_gradients_match_the_plain_implementation(part, form):
+    network, fast_loss, plain_loss = PARTS[part]
     buffer = small_buffer()
     agent = trained_agent(buffer, hyper_q=form)
     first_critic = separate_critics(agent.critic)[0]
     rows = buffer.sample_indices(32)
-    assert_same_loss_and_gradients(agent.hyper_q, lambda: agent.hyper_q_loss(buffer, rows),
-                                   lambda: reference_hyper_q_loss(agent, buffer, rows, first_critic), seed=8)
-
-
-@pytest.mark.parametrize("form", ["multihead", "onehot"])
-def test_policy_loss_and_gradients_match_the_plain_implementation(form):
-    buffer = small_buffer()
-    agent = trained_agent(buffer, hyper_q=form)
-    first_critic = separate_critics(agent.critic)[0]
-    rows = buffer.sample_indices(32)
-    assert_same_loss_and_gradients(agent.policy, lambda: agent.policy_loss(buffer, rows)[0],
-                                   lambda: reference_policy_loss(agent, buffer, rows, first_critic), seed=9)
+    assert_same_loss_and_gradients(network(agent), lambda: fast_loss(agent, buffer, rows),
+                                   lambda: plain_loss(agent, buffer, rows, first_critic), seed=8)

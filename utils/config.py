@@ -16,6 +16,7 @@ import yaml
 
 from agents import AGENTS
 from agents.base import AgentSettings, setting
+from utils.datasets import user_score_reference
 from utils.errors import UserInputError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -27,7 +28,7 @@ class RunSettings:
                             "(mujoco/hopper/medium-v0), toy-multimodal, or a label for --dataset_path")
     agent: str = setting("lom", "algorithm", tuple(AGENTS))
     seed: int = setting(0, "random seed of networks, sampling and evaluation")
-    discount: float = setting(0.99, "discount factor gamma", at_least=0)
+    discount: float = setting(0.99, "discount factor gamma", at_least=0, at_most=1)
     normalise: bool = setting(True, "1: z-score states with the dataset's mean and std; 0: raw states")
     training_steps: int = setting(1_000_000, "update steps of the main loop (after pretraining)", at_least=1)
     eval_every: int = setting(10_000, "steps between evaluations (the last step is always evaluated)",
@@ -170,6 +171,8 @@ def bound_problem(name: str, value, metadata) -> str | None:
         return f"--{name} must be at least {metadata['at_least']}, got {value}"
     if metadata.get("below") is not None and not value < metadata["below"]:
         return f"--{name} must be less than {metadata['below']}, got {value}"
+    if metadata.get("at_most") is not None and not value <= metadata["at_most"]:
+        return f"--{name} must be at most {metadata['at_most']}, got {value}"
     return None
 
 
@@ -181,13 +184,10 @@ def validate(config: Config) -> None:
             problem = bound_problem(field.name, getattr(settings, field.name), field.metadata)
             if problem:
                 raise UserInputError(problem)
-    if run.discount > 1:
-        raise UserInputError(f"--discount must lie in [0, 1], got {run.discount}")
     if run.eval_every > run.training_steps:
         raise UserInputError(f"--eval_every ({run.eval_every}) is larger than --training_steps "
                              f"({run.training_steps}): no evaluation would run; lower --eval_every")
-    if (run.ref_min_score is None) != (run.ref_max_score is None):
-        raise UserInputError("give both --ref_min_score and --ref_max_score, or neither")
+    user_score_reference(run.ref_min_score, run.ref_max_score)  # raises on half a pair, before any data loads
 
 
 def check_against_dataset(config: Config, size: int) -> None:

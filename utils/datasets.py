@@ -242,7 +242,7 @@ def load_dataset(
     `eval_env`, when given, replaces the dataset's evaluation env (with no extra kwargs); it is required
     with `dataset_path`. `ref_min_score`/`ref_max_score`, when both given, replace the score reference.
     """
-    user_score = _user_score(ref_min_score, ref_max_score)
+    user_score = user_score_reference(ref_min_score, ref_max_score)
     if dataset_path is not None:
         dataset = _load_hdf5_file(Path(dataset_path), eval_env)
     elif env_name.lower() == TOY_NAME:
@@ -262,7 +262,7 @@ def load_dataset(
     return dataset
 
 
-def _user_score(ref_min_score: float | None, ref_max_score: float | None) -> ScoreReference | None:
+def user_score_reference(ref_min_score: float | None, ref_max_score: float | None) -> ScoreReference | None:
     if ref_min_score is None and ref_max_score is None:
         return None
     if ref_min_score is None or ref_max_score is None:
