@@ -32,6 +32,11 @@ class GaussianMixture:
         """One action from every component: a_u ~ N(mu_u, sigma_u), shape (B, M, A)."""
         return self.means + self.stds * torch.randn_like(self.means)
 
+    def most_likely_mean(self) -> torch.Tensor:
+        """The mean of the component with the largest mixing weight at each state: (B, A)."""
+        chosen = self.logits.argmax(dim=-1)
+        return self.means[torch.arange(len(chosen), device=chosen.device), chosen]
+
 
 class MixtureDensityNetwork(nn.Module):
     """state -> hidden -> (M*A means, M*A log-stds, M logits)."""

@@ -43,3 +43,9 @@ class GaussianPolicy(nn.Module):
 
     def act(self, states: torch.Tensor) -> torch.Tensor:
         return self(states)[0]
+
+    def sample(self, states: torch.Tensor) -> torch.Tensor:
+        """a = mean + std * noise, clipped to the action range [-1, 1]; differentiable in the policy's
+        parameters (reparameterised), so callers that need no gradient wrap it in torch.no_grad()."""
+        mean, std = self(states)
+        return (mean + std * torch.randn_like(mean)).clamp(-1.0, 1.0)
