@@ -4,9 +4,16 @@ import gymnasium as gym
 
 TOY_ENV_ID = "ToyMultimodal-v0"
 FETCH_REACH_FOUR_GOAL_ID = "FetchReachFourGoal-v0"
+FETCH_PUSH_FOUR_GOAL_ID = "FetchPushFourGoal-v0"
+FETCH_PICK_FOUR_GOAL_ID = "FetchPickFourGoal-v0"
+# The four-goal Fetch tasks by their name in envs.fetch_fourgoal.TASKS (a string here, so importing envs
+# needs no gymnasium-robotics).
+FETCH_FOUR_GOAL_IDS = {"reach": FETCH_REACH_FOUR_GOAL_ID, "push": FETCH_PUSH_FOUR_GOAL_ID,
+                       "pick": FETCH_PICK_FOUR_GOAL_ID}
 
 if TOY_ENV_ID not in gym.registry:
     gym.register(id=TOY_ENV_ID, entry_point="envs.toy_multimodal:ToyMultimodalEnv", max_episode_steps=1)
-if FETCH_REACH_FOUR_GOAL_ID not in gym.registry:
-    gym.register(id=FETCH_REACH_FOUR_GOAL_ID, entry_point="envs.fetch_fourgoal:FetchReachFourGoalEnv",
-                 max_episode_steps=50)
+for _task, _env_id in FETCH_FOUR_GOAL_IDS.items():
+    if _env_id not in gym.registry:
+        gym.register(id=_env_id, entry_point="envs.fetch_fourgoal:FetchFourGoalEnv", kwargs={"task": _task},
+                     max_episode_steps=50)

@@ -1,4 +1,5 @@
-"""The four-goal FetchReach: goal geometry, reward, observation, episode length, the scripted expert."""
+"""The four-goal Fetch tasks (reach, push, pick): goal geometry, reward, observation, episode length, the
+scripted experts, the generated data."""
 
 import gymnasium as gym
 import numpy as np
@@ -17,13 +18,20 @@ def env():
     env.close()
 
 
+@pytest.fixture(scope="module", params=["push", "pick"])
+def object_env(request):
+    env = fg.FetchFourGoalEnv(request.param)
+    yield env
+    env.close()
+
+
 def run_expert(env, goal_index, seed, noise=fg.EXPERT_NOISE):
     """One scripted episode; returns rewards, the info of every step, terminated and truncated flags."""
     rng = np.random.default_rng(seed)
     observation, _ = env.reset(seed=seed)
     rewards, infos, terminated, truncated = [], [], [], []
     while not truncated or not truncated[-1]:
-        action = fg.scripted_reach_action(observation, env.goals[goal_index], rng, noise)
+        action = env.task.expert(observation, env.goals[goal_index], rng, noise)
         observation, reward, term, trunc, info = env.step(action)
         for record, value in zip((rewards, infos, terminated, truncated), (reward, info, term, trunc)):
             record.append(value)
@@ -112,10 +120,12 @@ def test_expert_success_counts_final_arrivals(env):
     assert fg.expert_success(0, episodes=2, seed=0, noise=50.0) == 0.0  # a random walk ends elsewhere
 
 
-def test_the_registered_id_makes_the_task_with_its_50_step_limit():
-    env = gym.make(envs.FETCH_REACH_FOUR_GOAL_ID)
+@pytest.mark.parametrize("task", ["reach", "push", "pick"])
+def test_the_registered_id_makes_the_task_with_its_50_step_limit(task):
+    env = gym.make(envs.FETCH_FOUR_GOAL_IDS[task])
     observation, _ = env.reset(seed=0)
-    assert observation.shape == (fg.OBSERVATION_DIM,)
+    assert env.unwrapped.task == fg.TASKS[task]
+    assert observation.shape == (fg.TASKS[task].observation_dim,)
     steps, truncated = 0, False
     while not truncated:
         _, _, terminated, truncated, _ = env.step(np.zeros(4, np.float32))
@@ -167,3 +177,110 @@ def test_evaluation_logs_where_episodes_end(tmp_path):
         evaluator.close()
     assert [result[f"eval/goal_{k}_share"] for k in (1, 2, 3, 4)] == [0.0, 0.0, 1.0, 0.0]
     assert result["eval/episode_length"] == fg.EPISODE_STEPS
+
+
+# ---- push and pick: the cube must reach a goal on the table ---------------------------------------------
+
+TABLE_X, TABLE_Y = (1.05, 1.55), (0.40, 1.10)  # the table top in the Fetch scenes (centre 1.3, 0.75; half 0.25, 0.35)
+
+
+def test_object_goals_lie_on_the_table_one_per_quadrant_around_the_cube_start(object_env):
+    object_env.reset(seed=0)
+    centre, goals = object_env.goal_centre(), object_env.goals
+    assert centre[2] == pytest.approx(object_env._fetch.height_offset)  # the cube's centre, resting on the table
+    np.testing.assert_allclose(goals, fg.goal_positions(centre, fg.OBJECT_GOAL_DISTANCE))
+    np.testing.assert_allclose(goals[:, 2], object_env._fetch.height_offset)
+    offsets = goals[:, :2] - centre[:2]
+    np.testing.assert_allclose(np.linalg.norm(offsets, axis=1), fg.OBJECT_GOAL_DISTANCE)
+    assert (np.sign(offsets) == fg.QUADRANT_SIGNS).all()
+    # on the table with room for the cube and for the pusher behind it (up to PUSH_STANDOFF further out)
+    margin = fg.CUBE_HALF_SIZE + fg.PUSH_STANDOFF
+    assert (goals[:, 0] > TABLE_X[0] + margin).all() and (goals[:, 0] < TABLE_X[1] - margin).all()
+    assert (goals[:, 1] > TABLE_Y[0] + margin).all() and (goals[:, 1] < TABLE_Y[1] - margin).all()
+    # no start of the cube (jitter included) is already in a reward disk
+    assert fg.OBJECT_GOAL_DISTANCE - np.sqrt(2) * fg.OBJECT_JITTER > fg.GOAL_RADIUS
+
+
+def test_object_start_varies_with_the_seed_cube_resting_below_the_gripper(object_env):
+    observation, info = object_env.reset(seed=3)
+    assert object_env.observation_space.shape == (25,) and observation.shape == (25,)
+    assert object_env.action_space.shape == (4,) and info["goal_index"] == -1
+    centre = object_env.goal_centre()
+    gripper, cube = observation[fg.GRIPPER_POS], observation[fg.OBJECT_POS]
+    assert np.abs(cube[:2] - centre[:2]).max() <= fg.OBJECT_JITTER
+    assert cube[2] == pytest.approx(centre[2], abs=1e-3)
+    relative = observation[fg.OBJECT_POS.stop:fg.OBJECT_POS.stop + 3]  # observed after the cube was placed
+    np.testing.assert_allclose(relative, cube - gripper, atol=1e-6)
+    assert gripper[2] - cube[2] > fg.ARM_START_HEIGHT - fg.START_JITTER - 0.015  # above it, fingers clear
+    same, _ = object_env.reset(seed=3)
+    other, _ = object_env.reset(seed=4)
+    np.testing.assert_array_equal(observation, same)
+    assert not np.allclose(observation[fg.OBJECT_POS], other[fg.OBJECT_POS])
+
+
+def test_reward_follows_the_cube_two_at_goal_one_one_at_the_others_zero_elsewhere(object_env):
+    object_env.reset(seed=0)
+    goals = object_env.goals
+    places = [*goals[:, :2], (goals[0, :2] + goals[1, :2]) / 2, goals[2, :2] + [fg.GOAL_RADIUS + 0.005, 0.0]]
+    expected = [(2.0, 0), (1.0, 1), (1.0, 2), (1.0, 3), (0.0, -1), (0.0, -1)]
+    for xy, (reward, index) in zip(places, expected):
+        fg._place_cube(object_env._fetch, xy)
+        observation, got, terminated, _, info = object_env.step(np.zeros(4, np.float32))  # the gripper stays clear
+        assert (got, info["goal_index"]) == (reward, index) and not terminated
+        np.testing.assert_allclose(info["tracked_pos"], observation[fg.OBJECT_POS])
+
+
+@pytest.mark.parametrize("task", ["push", "pick"])
+@pytest.mark.parametrize("goal_index", range(4))
+def test_scripted_expert_brings_the_cube_to_each_goal(task, goal_index):
+    assert fg.expert_success(goal_index, episodes=3, seed=0, task=task) == 1.0
+
+
+def test_pick_expert_carries_the_cube_lifted_and_ends_holding_it_on_the_table():
+    env = fg.FetchFourGoalEnv("pick")
+    rewards, infos, _, _ = run_expert(env, goal_index=0, seed=1)
+    env.close()
+    heights = np.array([info["tracked_pos"][2] for info in infos]) - env.goals[0, 2]
+    assert heights.max() > fg.CARRY_HEIGHT / 2  # lifted, not dragged
+    assert abs(heights[-1]) < 0.01 and infos[-1]["goal_index"] == 0
+    assert set(np.unique(rewards)) <= {0.0, 2.0} and rewards[-10:].sum() == 20.0
+
+
+def test_push_expert_never_lifts_the_cube():
+    env = fg.FetchFourGoalEnv("push")
+    _, infos, _, _ = run_expert(env, goal_index=2, seed=1)
+    env.close()
+    heights = np.array([info["tracked_pos"][2] for info in infos]) - env.goals[2, 2]
+    assert np.abs(heights).max() < 0.02 and infos[-1]["goal_index"] == 2
+
+
+def test_push_data_file_round_trip(tmp_path):
+    from utils.datasets import load_dataset
+
+    first = load_dataset("fetchpush-fourgoal-v0", fetch_starts=2, data_dir=tmp_path)
+    (path,) = tmp_path.glob("*.hdf5")
+    assert path.name == "fetchpush-fourgoal-v0_seed0_starts2.hdf5"
+    written = path.stat().st_mtime_ns
+    again = load_dataset("FetchPush-FourGoal-v0", fetch_starts=2, data_dir=tmp_path)
+    assert path.stat().st_mtime_ns == written  # read back, not made again
+    np.testing.assert_array_equal(first.observations, again.observations)
+    size = 2 * fg.NUM_GOALS * fg.EPISODE_STEPS
+    assert first.observations.shape == (size, fg.OBJECT_OBSERVATION_DIM) and first.actions.shape == (size, 4)
+    assert first.next_observations.shape == (size, fg.OBJECT_OBSERVATION_DIM)
+    assert first.num_episodes == 2 * fg.NUM_GOALS and not first.terminals.any()
+    assert first.episode_ends.reshape(-1, fg.EPISODE_STEPS)[:, -1].all() and first.episode_ends.sum() == 8
+    assert first.eval_env_id == envs.FETCH_PUSH_FOUR_GOAL_ID
+    episodes = first.observations.reshape(2, fg.NUM_GOALS, fg.EPISODE_STEPS, -1)
+    assert np.allclose(episodes[:, :, 0], episodes[:, :1, 0])  # the four trajectories share the start state
+    rewards = first.rewards.reshape(2, fg.NUM_GOALS, fg.EPISODE_STEPS)
+    assert set(np.unique(rewards[:, 0])) == {0.0, 2.0} and set(np.unique(rewards[:, 1:])) == {0.0, 1.0}
+    assert first.score.min_score < 5 < 30 < first.score.max_score <= 2 * fg.EPISODE_STEPS
+
+
+def test_unknown_name_suggests_the_fetch_sets():
+    from utils.datasets import load_dataset
+    from utils.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="did you mean fetchpick-fourgoal-v0") as caught:
+        load_dataset("fetchpick-fourgoal-v1")
+    assert all(f"fetch{task}-fourgoal-v0" in str(caught.value) for task in ("reach", "push", "pick"))

@@ -31,6 +31,9 @@ from utils.errors import UserInputError
 
 TOY_NAME = "toy-multimodal"
 FETCH_REACH_NAME = "fetchreach-fourgoal-v0"
+FETCH_PUSH_NAME = "fetchpush-fourgoal-v0"
+FETCH_PICK_NAME = "fetchpick-fourgoal-v0"
+FETCH_TASKS = {FETCH_REACH_NAME: "reach", FETCH_PUSH_NAME: "push", FETCH_PICK_NAME: "pick"}  # envs.fetch_fourgoal.TASKS
 GENERATED_DEFAULT_DIR = "~/.cache/lom/datasets"  # datasets this project makes (override: $LOM_DATA_DIR)
 D4RL_ENVS = ("halfcheetah", "hopper", "walker2d", "ant")
 D4RL_QUALITIES = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
@@ -247,8 +250,8 @@ def load_dataset(
         dataset = _load_hdf5_file(Path(dataset_path), eval_env)
     elif env_name.lower() == TOY_NAME:
         dataset = _load_toy(toy_size, seed)
-    elif env_name.lower() == FETCH_REACH_NAME:
-        dataset = _load_fetch_reach(fetch_starts, seed, data_dir)
+    elif env_name.lower() in FETCH_TASKS:
+        dataset = _load_fetch(env_name.lower(), fetch_starts, seed, data_dir)
     elif "/" in env_name:
         dataset = _load_minari(env_name, eval_env)
     elif env_name.lower() in D4RL_NAMES:
@@ -271,11 +274,12 @@ def user_score_reference(ref_min_score: float | None, ref_max_score: float | Non
 
 
 def _unknown_name_message(env_name: str) -> str:
-    matches = difflib.get_close_matches(env_name.lower(), D4RL_NAMES + (TOY_NAME, FETCH_REACH_NAME), n=3)
+    matches = difflib.get_close_matches(env_name.lower(), D4RL_NAMES + (TOY_NAME, *FETCH_TASKS), n=3)
     suggestion = f"; did you mean {', '.join(matches)}?" if matches else "."
     return (
         f"unknown dataset {env_name!r}{suggestion} Known names: the D4RL MuJoCo v2 sets "
-        f"({{{','.join(D4RL_ENVS)}}}-{{{','.join(D4RL_QUALITIES)}}}-v2), {TOY_NAME} and {FETCH_REACH_NAME}; Minari ids look like "
+        f"({{{','.join(D4RL_ENVS)}}}-{{{','.join(D4RL_QUALITIES)}}}-v2), {TOY_NAME}, "
+        f"{', '.join(FETCH_TASKS)}; Minari ids look like "
         "mujoco/halfcheetah/medium-v0; for your own D4RL-format file use --dataset_path FILE --eval_env ENV_ID"
     )
 
@@ -456,26 +460,27 @@ def _load_toy(size: int, seed: int) -> Dataset:
     )
 
 
-def _load_fetch_reach(starts: int, seed: int, folder: str | os.PathLike | None) -> Dataset:
-    """Made on first use by the scripted expert and kept in the data folder: later runs read the file."""
+def _load_fetch(name: str, starts: int, seed: int, folder: str | os.PathLike | None) -> Dataset:
+    """A four-goal Fetch set (`FETCH_TASKS`), made on first use by the scripted expert and kept in the
+    data folder: later runs read the file."""
     path = Path(folder or os.environ.get("LOM_DATA_DIR") or GENERATED_DEFAULT_DIR).expanduser()
-    path = path / f"{FETCH_REACH_NAME}_seed{seed}_starts{starts}.hdf5"
+    path = path / f"{name}_seed{seed}_starts{starts}.hdf5"
     if not path.exists():
-        _write_fetch_reach(path, starts, seed)
+        _write_fetch(path, FETCH_TASKS[name], starts, seed)
     with h5py.File(path, "r") as file:
         low, high = float(file.attrs["ref_min_score"]), float(file.attrs["ref_max_score"])
     return transitions_from_arrays(
-        FETCH_REACH_NAME, **_read_hdf5(path), eval_env_id=envs.FETCH_REACH_FOUR_GOAL_ID,
+        name, **_read_hdf5(path), eval_env_id=envs.FETCH_FOUR_GOAL_IDS[FETCH_TASKS[name]],
         score=ScoreReference(low, high, "random policy = 0, expert to goal 1 = 100"), source=str(path),
     )
 
 
-def _write_fetch_reach(path: Path, starts: int, seed: int) -> None:
+def _write_fetch(path: Path, task: str, starts: int, seed: int) -> None:
     from envs import fetch_fourgoal  # imported here: it needs gymnasium-robotics
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tqdm.write(f"making {path.name}: {starts} start states x 4 goals x {fetch_fourgoal.EPISODE_STEPS} steps")
-    data = fetch_fourgoal.make_dataset(starts, seed)
+    data = fetch_fourgoal.make_dataset(starts, seed, task=task)
     handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".part")
     os.close(handle)
     try:
