@@ -32,6 +32,10 @@ push and pick, so a pushing gripper must first go round the cube (FetchPush star
 height; it ends up to 1.5 cm short of that point). Then, for push and pick, the cube is put at rest at its
 nominal start plus a uniform xy offset within OBJECT_JITTER: the Fetch env's own random cube position is
 replaced, and its own random goal is ignored.
+START_JITTER is small (5 mm) on purpose: the start states then form one tight cluster whose rows carry
+all four goals' first actions, 4 x the number of start states of them. With a 4 cm jitter (our first
+version) each start state had its own four labels, the behaviour MDN never separated them, and LOM's
+hyper Q picked among components with no data behind them (issue 4's notes).
 
 The experts (`scripted_reach_action`, `scripted_push_action`, `scripted_pick_action`) are noisy
 P-controllers on the gripper, with noise of std `EXPERT_NOISE` on the displacement (clipped to [-1, 1]).
@@ -60,7 +64,7 @@ NUM_GOALS = 4
 QUADRANT_SIGNS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
 EPISODE_STEPS = 50
 START_STEPS = 5  # start states: see the docstring
-START_JITTER = 0.04  # m per axis, around the gripper's home
+START_JITTER = 0.005  # m per axis, around the gripper's home (see the docstring)
 ARM_START_HEIGHT = 0.11  # m above the cube's centre: FetchPickAndPlace's own start height
 OBJECT_JITTER = 0.02  # m per axis, around the cube's nominal start
 OBSERVATION_DIM = 10  # reach; push and pick observe 25 numbers (OBJECT_OBSERVATION_DIM)

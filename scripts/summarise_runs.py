@@ -9,10 +9,11 @@ from pathlib import Path
 
 
 def finished_runs(log_path: Path):
-    """(dataset, agent, seed, summary) for every run directory with a summary.json."""
+    """(dataset, agent, seed, summary, run directory) for every run directory with a summary.json."""
     for summary_file in sorted(log_path.glob("*/summary.json")):
         config = json.loads((summary_file.parent / "config.json").read_text())
-        yield config["dataset"], config["agent"], config["seed"], json.loads(summary_file.read_text())
+        yield (config["dataset"], config["agent"], config["seed"], json.loads(summary_file.read_text()),
+               summary_file.parent)
 
 
 def mean_std(values: list[float]) -> str:
@@ -27,7 +28,7 @@ def main() -> int:
                         help="summary.json field: final_score, best_score, last10pct_mean_score, ...")
     args = parser.parse_args()
     groups = defaultdict(dict)
-    for dataset, agent, seed, summary in finished_runs(Path(args.log_path)):
+    for dataset, agent, seed, summary, _ in finished_runs(Path(args.log_path)):
         if args.metric in summary:
             groups[dataset, agent][seed] = summary[args.metric]  # a re-run of a seed replaces the older one
     if not groups:

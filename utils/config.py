@@ -25,7 +25,8 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 @dataclass
 class RunSettings:
     env_name: str = setting("toy-multimodal", "dataset: a D4RL name (hopper-medium-replay-v2), a Minari id "
-                            "(mujoco/hopper/medium-v0), toy-multimodal, or a label for --dataset_path")
+                            "(mujoco/hopper/medium-v0), toy-multimodal, fetch{reach,push,pick}-fourgoal-v0, "
+                            "or a label for --dataset_path")
     agent: str = setting("lom", "algorithm", tuple(AGENTS))
     seed: int = setting(0, "random seed of networks, sampling and evaluation")
     discount: float = setting(0.99, "discount factor gamma", at_least=0, at_most=1)
@@ -50,7 +51,7 @@ class RunSettings:
     dataset_url: str = setting("", "base URL to download D4RL files from, e.g. a mirror "
                                "(default: $D4RL_DATASET_URL, else the original server)")
     toy_size: int = setting(10_000, "number of transitions of the toy-multimodal dataset", at_least=1)
-    fetch_starts: int = setting(200, "start states of the generated fetchreach-fourgoal-v0 data (4 expert "
+    fetch_starts: int = setting(200, "start states of the generated fetch*-fourgoal-v0 data (4 expert "
                                 "trajectories of 50 steps from each)", at_least=1)
     data_dir: str = setting("", "folder for the datasets this project generates (default: $LOM_DATA_DIR, "
                             "else ~/.cache/lom/datasets)")
