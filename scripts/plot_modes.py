@@ -95,7 +95,9 @@ def draw(picture: dict, task: str, out: Path) -> None:
     for index, (weight, mean, std) in enumerate(zip(picture.get("mdn_weights", []), picture.get("mdn_means", []),
                                                      picture.get("mdn_stds", []))):
         selected = index == picture["selected_component"]
-        axes.contour(grid_x, grid_y, component_density(mean, std, grid_x, grid_y), levels=4,
+        peak = 1.0 / (2 * np.pi * std[0] * std[1])  # contours at 1 and 2 standard deviations
+        axes.contour(grid_x, grid_y, component_density(mean, std, grid_x, grid_y),
+                     levels=[peak * np.exp(-2.0), peak * np.exp(-0.5)],
                      colors="tab:red" if selected else "0.55", linewidths=1.2 if selected else 0.7)
         axes.annotate(f"u={index}: w={weight:.2f}", mean, fontsize=7, color="tab:red" if selected else "0.35")
     if "selected_samples" in picture:
