@@ -42,6 +42,8 @@ D4RL_DEFAULT_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco
 D4RL_DEFAULT_DIR = "~/.d4rl/datasets"  # D4RL's own cache: downloads made by D4RL are reused
 HDF5_REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 HDF5_OPTIONAL_KEYS = ("timeouts", "next_observations")
+LOCAL_PREFIX = "local/"  # local/<env>-<quality>-v0: made by scripts/collect_dataset.py, read from <data dir>/local
+LOCAL_SCORE_SOURCE = "D4RL reference returns"  # local sets are scored with D4RL's constants, labelled as such
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 DOWNLOAD_TIMEOUT_S = 60
 
@@ -240,7 +242,8 @@ def load_dataset(
     ref_min_score: float | None = None,
     ref_max_score: float | None = None,
 ) -> Dataset:
-    """Load a dataset by name (D4RL v2, Minari id, toy-multimodal) or from a D4RL-format file.
+    """Load a dataset by name (D4RL v2, Minari id, toy-multimodal, local/<env>-<quality>-v0 made by
+    scripts/collect_dataset.py) or from a D4RL-format file.
 
     `eval_env`, when given, replaces the dataset's evaluation env (with no extra kwargs); it is required
     with `dataset_path`. `ref_min_score`/`ref_max_score`, when both given, replace the score reference.
@@ -252,6 +255,8 @@ def load_dataset(
         dataset = _load_toy(toy_size, seed)
     elif env_name.lower() in FETCH_TASKS:
         dataset = _load_fetch(env_name.lower(), fetch_starts, seed, data_dir)
+    elif env_name.lower().startswith(LOCAL_PREFIX):
+        dataset = _load_local(env_name.lower().removeprefix(LOCAL_PREFIX), data_dir)
     elif "/" in env_name:
         dataset = _load_minari(env_name, eval_env)
     elif env_name.lower() in D4RL_NAMES:
@@ -382,6 +387,30 @@ def _d4rl_score_for_env(env_id: str) -> ScoreReference | None:
     match = re.fullmatch(r"(?:.*:)?(?:.*/)?([A-Za-z0-9]+)-v\d+", env_id)
     task = D4RL_TASKS.get(match.group(1).lower()) if match else None
     return task.score if task else None
+
+
+# ---- local locomotion sets (scripts/collect_dataset.py) ------------------------------------------
+
+
+def _load_local(name: str, folder: str | os.PathLike | None) -> Dataset:
+    """A file written by scripts/collect_dataset.py; it names its env, scored by D4RL's reference returns."""
+    root = Path(folder or os.environ.get("LOM_DATA_DIR") or GENERATED_DEFAULT_DIR).expanduser() / "local"
+    path = root / f"{name}.hdf5"
+    if not path.is_file():
+        env = name.split("-", 1)[0]
+        raise UserInputError(
+            f"no local dataset {path}; make it with: python scripts/collect_dataset.py --env {env} --out {root}"
+        )
+    with h5py.File(path, "r") as file:
+        env_id = str(file.attrs.get("env_id", ""))
+    if not env_id:
+        raise UserInputError(f"{path} names no env (attribute env_id); use --dataset_path {path} --eval_env ENV_ID")
+    score = _d4rl_score_for_env(env_id)
+    if score is not None:
+        score = dataclasses.replace(score, source=LOCAL_SCORE_SOURCE)
+    return transitions_from_arrays(
+        f"{LOCAL_PREFIX}{name}", **_read_hdf5(path), eval_env_id=env_id, score=score, source=str(path)
+    )
 
 
 # ---- Minari ---------------------------------------------------------------------------------------

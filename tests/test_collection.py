@@ -1,0 +1,126 @@
+"""Locomotion datasets made locally (utils/collection.py, scripts/collect_dataset.py): one tiny real SAC run
+on HalfCheetah-v4, its files read back through the loader, resuming, and the medium-snapshot rule."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3")
+
+from utils.collection import Collection, Settings, Snapshot, choose_medium, d4rl_score  # noqa: E402
+from utils.datasets import ScoreReference, load_dataset  # noqa: E402
+from utils.errors import UserInputError  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+# 1,500 steps, 700 of them with SAC updates; HalfCheetah's episodes are 1,000 steps long.
+TINY = dict(env="halfcheetah", seed=3, steps=1500, learning_starts=800, snapshot_every=500, checkpoint_every=500,
+            eval_episodes=1, size=1000)
+FOUR_QUALITIES = ("random", "medium", "medium-replay", "full-replay")
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("data")
+    collection = Collection(Settings(**TINY, out=str(data_dir / "local")))
+    collection.train(progress=False)
+    return data_dir, collection, collection.write_datasets()
+
+
+def test_writes_the_four_sets_without_expert(collected):
+    _, _, paths = collected
+    assert sorted(paths) == sorted(FOUR_QUALITIES)  # a tiny run is far below --expert_threshold
+    for quality, path in paths.items():
+        assert path.name == f"halfcheetah-{quality}-v0.hdf5" and path.is_file()
+        with h5py.File(path) as file:
+            assert file.attrs["env_id"] == "HalfCheetah-v4" and file.attrs["seed"] == 3
+            assert file.attrs["sac_steps"] == 1500 and file.attrs["score_source"] == "D4RL reference returns"
+            assert "mean_return" in file.attrs
+
+
+@pytest.mark.parametrize("quality", FOUR_QUALITIES)
+def test_loader_reads_shapes_terminals_and_timeouts(collected, quality):
+    data_dir, collection, _ = collected
+    medium_step = choose_medium(collection.snapshots, d4rl_score("halfcheetah"))[0].step
+    rows = {"medium-replay": medium_step, "full-replay": 1500}.get(quality, 1000)
+    dataset = load_dataset(f"local/halfcheetah-{quality}-v0", data_dir=data_dir)
+    assert (dataset.size, dataset.obs_dim, dataset.act_dim) == (rows, 17, 6)
+    assert dataset.eval_env_id == "HalfCheetah-v4"
+    assert dataset.score.source == "D4RL reference returns" and dataset.score.max_score == 12135.0
+    assert not dataset.terminals.any()  # HalfCheetah never terminates
+    assert list(np.flatnonzero(dataset.episode_ends)) == sorted({999, rows - 1} & set(range(rows)))
+    with h5py.File(data_dir / "local" / f"halfcheetah-{quality}-v0.hdf5") as file:
+        assert list(np.flatnonzero(file["timeouts"][()])) == ([999] if rows >= 1000 else [])
+    assert np.array_equal(dataset.next_observations[:-1][~dataset.episode_ends[:-1]],
+                          dataset.observations[1:][~dataset.episode_ends[:-1]])
+    if rows > 1000:  # at the timeout the next observation is the true final one, not the next episode's first
+        assert not np.allclose(dataset.next_observations[999], dataset.observations[1000])
+
+
+def test_medium_replay_is_the_start_of_full_replay(collected):
+    data_dir, collection, _ = collected
+    files = {q: h5py.File(data_dir / "local" / f"halfcheetah-{q}-v0.hdf5") for q in ("medium-replay", "full-replay")}
+    with files["medium-replay"] as medium, files["full-replay"] as full:
+        rows = len(medium["observations"])
+        assert rows == medium.attrs["policy_step"] and rows < len(full["observations"])
+        for key in ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations"):
+            assert np.array_equal(medium[key][()], full[key][: rows])
+
+
+def test_snapshots_saved_with_their_returns(collected):
+    _, collection, _ = collected
+    run_dir = collection.settings.run_dir
+    assert [s.step for s in collection.snapshots] == [500, 1000, 1500]
+    assert all((run_dir / "snapshots" / f"step_{step}.pt").is_file() for step in (500, 1000, 1500))
+    saved = json.loads((run_dir / "snapshots" / "returns.json").read_text())
+    assert saved == [{"step": s.step, "mean_return": s.mean_return} for s in collection.snapshots]
+
+
+def test_medium_is_the_snapshot_closest_to_the_target():
+    score = ScoreReference(0.0, 100.0, "test")  # normalised score == return
+    snapshots = [Snapshot(300, 90.0), Snapshot(100, 10.0), Snapshot(200, 40.0), Snapshot(400, 20.0)]
+    assert choose_medium(snapshots, score) == (Snapshot(200, 40.0), 30.0)  # target 90 / 3; 40 is 10 away, 20 too
+    assert choose_medium(snapshots, score, target=15.0) == (Snapshot(100, 10.0), 15.0)  # tie 10 / 20: earliest
+    assert choose_medium(snapshots, score, target=85.0)[0] == Snapshot(300, 90.0)
+
+
+def test_resumed_run_collects_the_same_rows(collected, tmp_path):
+    _, straight, _ = collected
+    out = str(tmp_path / "local")
+    Collection(Settings(**{**TINY, "steps": 900}, out=out)).train(progress=False)  # stops mid-episode, mid-learning
+    resumed = Collection(Settings(**TINY, out=out))
+    assert resumed.model.num_timesteps == 900
+    resumed.train(progress=False)
+    for key in ("observations", "actions", "rewards", "dones", "timeouts", "next_observations"):
+        assert np.array_equal(getattr(resumed.model.replay_buffer, key)[:1500],
+                              getattr(straight.model.replay_buffer, key)[:1500]), key
+    assert resumed.snapshots == straight.snapshots
+
+
+def test_train_py_runs_on_a_local_set(collected, tmp_path):
+    data_dir, _, _ = collected
+    command = [sys.executable, "train.py", "--env_name", "local/halfcheetah-medium-replay-v0", "--data_dir",
+               str(data_dir), "--training_steps", "20", "--eval_every", "10", "--eval_episodes", "1", "--agent", "bc",
+               "--log_path", str(tmp_path / "runs")]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_missing_local_set_says_how_to_make_it(tmp_path):
+    with pytest.raises(UserInputError, match="scripts/collect_dataset.py --env walker2d"):
+        load_dataset("local/walker2d-medium-v0", data_dir=tmp_path)
+
+
+def test_script_says_how_to_install_sb3_when_missing(tmp_path):
+    argv = ["--steps", "10", "--snapshot_every", "5", "--out", str(tmp_path)]
+    code = (f"import runpy, sys; sys.modules['stable_baselines3'] = None; sys.argv[1:] = {argv!r}; "
+            "runpy.run_path('scripts/collect_dataset.py', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "pip install stable-baselines3" in result.stderr and "Traceback" not in result.stderr
