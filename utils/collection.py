@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.datasets import D4RL_TASKS, GENERATED_DEFAULT_DIR, LOCAL_SCORE_SOURCE, ScoreReference
+from utils.datasets import D4RL_TASKS, LOCAL_SCORE_SOURCE, ScoreReference, generated_data_dir
 from utils.errors import UserInputError
 
 ENV_NAMES = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d"}
@@ -55,7 +55,7 @@ class Settings:
 
     @property
     def out_dir(self) -> Path:
-        return Path(self.out or Path(os.environ.get("LOM_DATA_DIR") or GENERATED_DEFAULT_DIR) / "local").expanduser()
+        return Path(self.out).expanduser() if self.out else generated_data_dir() / "local"
 
     @property
     def run_dir(self) -> Path:

@@ -389,12 +389,17 @@ def _d4rl_score_for_env(env_id: str) -> ScoreReference | None:
     return task.score if task else None
 
 
-# ---- local locomotion sets (scripts/collect_dataset.py) ------------------------------------------
+# ---- data this project makes: Fetch sets, local locomotion sets (scripts/collect_dataset.py) ------
+
+
+def generated_data_dir(folder: str | os.PathLike | None = None) -> Path:
+    """Folder of the datasets this project makes: the argument, else $LOM_DATA_DIR, else the cache."""
+    return Path(folder or os.environ.get("LOM_DATA_DIR") or GENERATED_DEFAULT_DIR).expanduser()
 
 
 def _load_local(name: str, folder: str | os.PathLike | None) -> Dataset:
     """A file written by scripts/collect_dataset.py; it names its env, scored by D4RL's reference returns."""
-    root = Path(folder or os.environ.get("LOM_DATA_DIR") or GENERATED_DEFAULT_DIR).expanduser() / "local"
+    root = generated_data_dir(folder) / "local"
     path = root / f"{name}.hdf5"
     if not path.is_file():
         env = name.split("-", 1)[0]
@@ -492,8 +497,7 @@ def _load_toy(size: int, seed: int) -> Dataset:
 def _load_fetch(name: str, starts: int, seed: int, folder: str | os.PathLike | None) -> Dataset:
     """A four-goal Fetch set (`FETCH_TASKS`), made on first use by the scripted expert and kept in the
     data folder: later runs read the file."""
-    path = Path(folder or os.environ.get("LOM_DATA_DIR") or GENERATED_DEFAULT_DIR).expanduser()
-    path = path / f"{name}_seed{seed}_starts{starts}.hdf5"
+    path = generated_data_dir(folder) / f"{name}_seed{seed}_starts{starts}.hdf5"
     if not path.exists():
         _write_fetch(path, FETCH_TASKS[name], starts, seed)
     with h5py.File(path, "r") as file:
