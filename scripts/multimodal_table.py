@@ -15,6 +15,7 @@ repeated, so an interrupted table continues where it stopped. Use a fresh --log_
 import argparse
 import csv
 import json
+import math
 import shlex
 import statistics
 import subprocess
@@ -86,6 +87,12 @@ def mean_std(values: list[float], scale: float = 1.0) -> str:
     return f"{scale * statistics.mean(values):.1f} ± {scale * spread:.1f}"
 
 
+def share_text(shares: list[float]) -> str:
+    """Mean share in percent; a dash for tasks without goals (no share logged)."""
+    mean = statistics.mean(shares)
+    return "–" if math.isnan(mean) else f"{100 * mean:.0f}"
+
+
 def markdown_table(rows: list[dict], tasks, agents) -> str:
     goals = [f"goal_{goal}_share" for goal in range(1, NUM_GOALS + 1)]
     lines = ["| task | agent | seeds | score | " + " | ".join(f"goal {g} %" for g in range(1, NUM_GOALS + 1))
@@ -93,7 +100,7 @@ def markdown_table(rows: list[dict], tasks, agents) -> str:
     for task in tasks:
         for agent in agents:
             group = [row for row in rows if row["task"] == task and row["agent"] == agent]
-            shares = [f"{100 * statistics.mean(row[goal] for row in group):.0f}" for goal in goals]
+            shares = [share_text([row[goal] for row in group]) for goal in goals]
             lines.append(f"| {task} | {agent} | {len(group)} | {mean_std([row['score'] for row in group])} | "
                          + " | ".join(shares) + " |")
     return "\n".join(lines)
