@@ -2,6 +2,8 @@
 
 import gymnasium as gym
 
+from envs.fetch_fourgoal import EPISODE_STEPS as FETCH_EPISODE_STEPS
+
 TOY_ENV_ID = "ToyMultimodal-v0"
 FETCH_REACH_FOUR_GOAL_ID = "FetchReachFourGoal-v0"
 FETCH_PUSH_FOUR_GOAL_ID = "FetchPushFourGoal-v0"
@@ -16,4 +18,4 @@ if TOY_ENV_ID not in gym.registry:
 for _task, _env_id in FETCH_FOUR_GOAL_IDS.items():
     if _env_id not in gym.registry:
         gym.register(id=_env_id, entry_point="envs.fetch_fourgoal:FetchFourGoalEnv", kwargs={"task": _task},
-                     max_episode_steps=50)
+                     max_episode_steps=FETCH_EPISODE_STEPS)

@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.summarise_runs import finished_runs  # noqa: E402
+from envs.fetch_fourgoal import NUM_GOALS  # noqa: E402
+from scripts.summarise_runs import finished_runs, mean_std  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTS = ("bc", "mdn", "awac", "lom")
 TASKS = ("fetchreach-fourgoal-v0", "fetchpush-fourgoal-v0", "fetchpick-fourgoal-v0")
-NUM_GOALS = 4
 # --quick: short runs that fit a 2-core CPU in a few minutes each (same data, fewer steps and episodes).
 QUICK_FLAGS = ["--training_steps", "2000", "--eval_every", "1000", "--eval_episodes", "20"]
 
@@ -80,11 +80,6 @@ def results(log_path: Path, tasks, agents, seeds) -> list[dict]:
                              **{f"goal_{goal + 1}_share": share for goal, share in enumerate(shares)},
                              "steps": summary["steps"], "run_dir": str(run_dir)})
     return rows
-
-
-def mean_std(values: list[float], scale: float = 1.0) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{scale * statistics.mean(values):.1f} ± {scale * spread:.1f}"
 
 
 def share_text(shares: list[float]) -> str:

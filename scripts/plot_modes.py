@@ -61,11 +61,12 @@ def rows_at_state(buffer: Buffer, row: int) -> torch.Tensor:
 @torch.no_grad()
 def mode_picture(agents: dict, row: int) -> dict:
     """The numbers the figure shows, all in the first two action dimensions."""
-    picture = {"row": row, "agent_actions": {}}
+    _, buffer = agents["lom"]  # every run of one task and seed reads the same data
+    picture = {"row": row, "agent_actions": {},
+               "dataset_actions": buffer.actions[rows_at_state(buffer, row), :2].tolist()}
     for name, (agent, buffer) in agents.items():
         state = buffer.observations[row : row + 1]
         picture["agent_actions"][name] = agent.act(state)[0, :2].tolist()
-        picture["dataset_actions"] = buffer.actions[rows_at_state(buffer, row), :2].tolist()
         if name == "lom":
             mixture = agent.behaviour_mdn(state)
             chosen = int(agent.select_mode(state)[0])

@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("stable_baselines3")
 
-from utils.collection import Collection, Settings, Snapshot, choose_medium, d4rl_score  # noqa: E402
-from utils.datasets import ScoreReference, load_dataset  # noqa: E402
+from utils.collection import Collection, Settings, Snapshot, choose_medium  # noqa: E402
+from utils.datasets import ScoreReference, load_dataset, local_score_reference  # noqa: E402
 from utils.errors import UserInputError  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def test_writes_the_four_sets_without_expert(collected):
 @pytest.mark.parametrize("quality", FOUR_QUALITIES)
 def test_loader_reads_shapes_terminals_and_timeouts(collected, quality):
     data_dir, collection, _ = collected
-    medium_step = choose_medium(collection.snapshots, d4rl_score("halfcheetah"))[0].step
+    medium_step = choose_medium(collection.snapshots, local_score_reference("HalfCheetah-v4"))[0].step
     rows = {"medium-replay": medium_step, "full-replay": 1500}.get(quality, 1000)
     dataset = load_dataset(f"local/halfcheetah-{quality}-v0", data_dir=data_dir)
     assert (dataset.size, dataset.obs_dim, dataset.act_dim) == (rows, 17, 6)

@@ -4,14 +4,14 @@ A run directory keeps its two newest checkpoints, `checkpoint_<step>.pt`. They a
 file in the same directory and renamed, so a crash (even SIGKILL) never leaves a half-written one.
 """
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from utils.files import written_atomically
 
 KEEP = 2
 NAME = re.compile(r"checkpoint_(\d+)\.pt")
@@ -25,14 +25,8 @@ def checkpoints(run_dir: Path) -> list[Path]:
 
 def save_checkpoint(run_dir: Path, step: int, state: dict) -> Path:
     path = run_dir / f"checkpoint_{step:09d}.pt"
-    handle, temporary = tempfile.mkstemp(dir=run_dir, suffix=".part")
-    os.close(handle)
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with written_atomically(path) as partial:
+        torch.save(state, partial)
     for old in checkpoints(run_dir)[:-KEEP]:
         old.unlink()
     return path

@@ -11,10 +11,8 @@ straight one (on the same machine and library versions).
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import random
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,8 +23,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.datasets import D4RL_TASKS, LOCAL_SCORE_SOURCE, ScoreReference, generated_data_dir
+from utils.datasets import LOCAL_SCORE_SOURCE, ScoreReference, generated_data_dir, local_score_reference
 from utils.errors import UserInputError
+from utils.files import written_atomically
 
 ENV_NAMES = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d"}
 VERSIONS = ("v4", "v5")
@@ -78,11 +77,6 @@ class Settings:
 class Snapshot:
     step: int  # SAC steps taken when the actor was saved
     mean_return: float  # mean return of its deterministic evaluation episodes
-
-
-def d4rl_score(env: str) -> ScoreReference:
-    reference = D4RL_TASKS[env].score
-    return ScoreReference(reference.min_score, reference.max_score, LOCAL_SCORE_SOURCE)
 
 
 def choose_medium(
@@ -150,7 +144,12 @@ def _act(actor, obs: np.ndarray, action_space: gym.spaces.Box, generator: torch.
         if generator is not None:
             mean = mean + log_std.exp() * torch.randn(mean.shape, generator=generator)
         squashed = torch.tanh(mean)[0].numpy().astype(np.float64)
-    return action_space.low + 0.5 * (squashed + 1.0) * (action_space.high - action_space.low)
+    return from_unit_box(squashed, action_space)
+
+
+def from_unit_box(actions: np.ndarray, action_space: gym.spaces.Box) -> np.ndarray:
+    """SAC's actions in [-1, 1] mapped to the env's action range (SB3 stores them scaled)."""
+    return action_space.low + 0.5 * (actions + 1.0) * (action_space.high - action_space.low)
 
 
 def evaluate(actor, env_id: str, episodes: int, seed: int) -> float:
@@ -199,10 +198,9 @@ def rollouts(actor, env_id: str, size: int, seed: int) -> dict[str, np.ndarray]:
 def buffer_rows(buffer, rows: int, action_space: gym.spaces.Box) -> dict[str, np.ndarray]:
     """The first `rows` transitions of an SB3 replay buffer (one env, never wrapped around) in D4RL form."""
     dones, timeouts = buffer.dones[:rows, 0] > 0, buffer.timeouts[:rows, 0] > 0
-    scaled = buffer.actions[:rows, 0].astype(np.float64)  # SB3 stores actions scaled to [-1, 1]
     return {
         "observations": buffer.observations[:rows, 0],
-        "actions": action_space.low + 0.5 * (scaled + 1.0) * (action_space.high - action_space.low),
+        "actions": from_unit_box(buffer.actions[:rows, 0].astype(np.float64), action_space),
         "rewards": buffer.rewards[:rows, 0],
         "terminals": dones & ~timeouts,
         "timeouts": timeouts,
@@ -356,7 +354,7 @@ class Collection:
 
     def write_datasets(self) -> dict[str, Path]:
         """The D4RL-format files this run supports; returns quality -> path."""
-        settings, score = self.settings, d4rl_score(self.settings.env)
+        settings, score = self.settings, local_score_reference(self.settings.env_id)
         medium, target = choose_medium(self.snapshots, score, settings.target)
         best = best_snapshot(self.snapshots)
         common = {"env_id": settings.env_id, "seed": settings.seed, "sac_steps": self.model.num_timesteps,
@@ -406,25 +404,17 @@ def write_hdf5(path: Path, data: dict[str, np.ndarray], attrs: dict, score: Scor
         returns = np.diff(np.r_[0.0, sums[np.flatnonzero(data["terminals"] | data["timeouts"])]])
     attrs = {**attrs, "episodes": len(returns), "mean_return": float(np.mean(returns)) if len(returns) else np.nan}
     attrs["normalised_score"] = score.normalise(attrs["mean_return"]) if len(returns) else np.nan
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        with h5py.File(partial, "w") as file:
-            file["observations"] = data["observations"].astype(np.float32)
-            file["actions"] = data["actions"].astype(np.float32)
-            file["rewards"] = data["rewards"].astype(np.float32)
-            file["terminals"] = data["terminals"].astype(bool)
-            file["timeouts"] = data["timeouts"].astype(bool)
-            file["next_observations"] = data["next_observations"].astype(np.float32)
-            for key, value in attrs.items():
-                file.attrs[key] = value
-        os.replace(partial, path)
-    finally:
-        Path(partial).unlink(missing_ok=True)
+    with written_atomically(path) as partial, h5py.File(partial, "w") as file:
+        file["observations"] = data["observations"].astype(np.float32)
+        file["actions"] = data["actions"].astype(np.float32)
+        file["rewards"] = data["rewards"].astype(np.float32)
+        file["terminals"] = data["terminals"].astype(bool)
+        file["timeouts"] = data["timeouts"].astype(bool)
+        file["next_observations"] = data["next_observations"].astype(np.float32)
+        for key, value in attrs.items():
+            file.attrs[key] = value
 
 
 def _write_text(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(text)
-    os.replace(partial, path)
+    with written_atomically(path) as partial:
+        partial.write_text(text)

@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import re
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from tqdm import tqdm
 import envs
 from envs import toy_multimodal
 from utils.errors import UserInputError
+from utils.files import written_atomically
 
 TOY_NAME = "toy-multimodal"
 FETCH_REACH_NAME = "fetchreach-fourgoal-v0"
@@ -321,12 +321,9 @@ def _load_d4rl(name: str, folder: str | os.PathLike | None, url: str | None) -> 
 
 def download(url: str, path: Path) -> None:
     """Fetch `url` to `path`; the file appears only when complete (a unique temp file makes parallel runs safe)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".part")
-    os.close(handle)
     try:
-        _fetch(url, Path(partial), path.name)
-        os.replace(partial, path)
+        with written_atomically(path) as partial:
+            _fetch(url, partial, path.name)
     except (OSError, http.client.HTTPException, ValueError) as err:
         raise UserInputError(
             f"could not download {url} ({_one_line(err)}); put {path.name} in {path.parent} by hand, "
@@ -392,6 +389,12 @@ def _d4rl_score_for_env(env_id: str) -> ScoreReference | None:
 # ---- data this project makes: Fetch sets, local locomotion sets (scripts/collect_dataset.py) ------
 
 
+def local_score_reference(env_id: str) -> ScoreReference | None:
+    """D4RL's reference returns for data collected here on one of D4RL's tasks, labelled as such."""
+    score = _d4rl_score_for_env(env_id)
+    return None if score is None else dataclasses.replace(score, source=LOCAL_SCORE_SOURCE)
+
+
 def generated_data_dir(folder: str | os.PathLike | None = None) -> Path:
     """Folder of the datasets this project makes: the argument, else $LOM_DATA_DIR, else the cache."""
     return Path(folder or os.environ.get("LOM_DATA_DIR") or GENERATED_DEFAULT_DIR).expanduser()
@@ -410,11 +413,9 @@ def _load_local(name: str, folder: str | os.PathLike | None) -> Dataset:
         env_id = str(file.attrs.get("env_id", ""))
     if not env_id:
         raise UserInputError(f"{path} names no env (attribute env_id); use --dataset_path {path} --eval_env ENV_ID")
-    score = _d4rl_score_for_env(env_id)
-    if score is not None:
-        score = dataclasses.replace(score, source=LOCAL_SCORE_SOURCE)
     return transitions_from_arrays(
-        f"{LOCAL_PREFIX}{name}", **_read_hdf5(path), eval_env_id=env_id, score=score, source=str(path)
+        f"{LOCAL_PREFIX}{name}", **_read_hdf5(path), eval_env_id=env_id, score=local_score_reference(env_id),
+        source=str(path)
     )
 
 
@@ -511,20 +512,13 @@ def _load_fetch(name: str, starts: int, seed: int, folder: str | os.PathLike | N
 def _write_fetch(path: Path, task: str, starts: int, seed: int) -> None:
     from envs import fetch_fourgoal  # imported here: it needs gymnasium-robotics
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tqdm.write(f"making {path.name}: {starts} start states x 4 goals x {fetch_fourgoal.EPISODE_STEPS} steps")
     data = fetch_fourgoal.make_dataset(starts, seed, task=task)
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        with h5py.File(partial, "w") as file:
-            for key in HDF5_REQUIRED_KEYS + HDF5_OPTIONAL_KEYS:
-                file[key] = data[key]
-            for key in ("ref_min_score", "ref_max_score", "expert_success"):
-                file.attrs[key] = data[key]
-        os.replace(partial, path)
-    finally:
-        Path(partial).unlink(missing_ok=True)
+    with written_atomically(path) as partial, h5py.File(partial, "w") as file:
+        for key in HDF5_REQUIRED_KEYS + HDF5_OPTIONAL_KEYS:
+            file[key] = data[key]
+        for key in ("ref_min_score", "ref_max_score", "expert_success"):
+            file.attrs[key] = data[key]
 
 
 def _one_line(err: BaseException) -> str:

@@ -2,8 +2,6 @@
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import torch
 
 from agents.base import Agent
 from utils.datasets import Dataset
+from utils.files import written_atomically
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
@@ -42,14 +41,7 @@ def load_pretrained(agent: Agent, path: Path) -> dict | None:
 
 def save_pretrained(agent: Agent, path: Path, record: dict) -> None:
     """Written to a temporary file and renamed, so a crash never leaves a half-written cache entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     modules = {name: {k: v.cpu() for k, v in module.state_dict().items()}
                for name, module in agent.pretrained_modules().items()}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    os.close(handle)
-    try:
-        torch.save({"modules": modules, "record": record}, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with written_atomically(path) as partial:
+        torch.save({"modules": modules, "record": record}, partial)
