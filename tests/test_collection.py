@@ -1,6 +1,8 @@
 """Locomotion datasets made locally (utils/collection.py, scripts/collect_dataset.py): one tiny real SAC run
 on HalfCheetah-v4, its files read back through the loader, resuming, and the medium-snapshot rule."""
 
+import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -62,6 +64,25 @@ def test_loader_reads_shapes_terminals_and_timeouts(collected, quality):
         assert not np.allclose(dataset.next_observations[999], dataset.observations[1000])
 
 
+def test_walker2d_falls_are_terminals_not_timeouts(tmp_path):
+    # Near-random Walker2d falls within tens of steps: each fall ends an episode with a terminal, whose next
+    # observation is the fallen state, not the next episode's first.
+    settings = Settings(env="walker2d", seed=0, steps=400, learning_starts=300, snapshot_every=400,
+                        checkpoint_every=400, eval_episodes=1, size=200, out=str(tmp_path / "local"))
+    collection = Collection(settings)
+    collection.train(progress=False)
+    collection.write_datasets()
+    dataset = load_dataset("local/walker2d-full-replay-v0", data_dir=tmp_path)
+    assert (dataset.size, dataset.obs_dim, dataset.act_dim, dataset.eval_env_id) == (400, 17, 6, "Walker2d-v4")
+    with h5py.File(tmp_path / "local" / "walker2d-full-replay-v0.hdf5") as file:
+        assert not file["timeouts"][()].any()
+    ends = np.flatnonzero(dataset.terminals)
+    assert len(ends) >= 3
+    height, angle = dataset.next_observations[ends, 0], dataset.next_observations[ends, 1]
+    assert np.all((height < 0.8) | (height > 2.0) | (np.abs(angle) > 1.0))  # Walker2d-v4's unhealthy states
+    assert not np.allclose(dataset.next_observations[ends[0]], dataset.observations[ends[0] + 1])
+
+
 def test_medium_replay_is_the_start_of_full_replay(collected):
     data_dir, collection, _ = collected
     files = {q: h5py.File(data_dir / "local" / f"halfcheetah-{q}-v0.hdf5") for q in ("medium-replay", "full-replay")}
@@ -79,6 +100,22 @@ def test_snapshots_saved_with_their_returns(collected):
     assert all((run_dir / "snapshots" / f"step_{step}.pt").is_file() for step in (500, 1000, 1500))
     saved = json.loads((run_dir / "snapshots" / "returns.json").read_text())
     assert saved == [{"step": s.step, "mean_return": s.mean_return} for s in collection.snapshots]
+
+
+def test_expert_and_medium_expert_once_the_best_snapshot_is_good_enough(collected, tmp_path):
+    _, collection, _ = collected
+    good_enough = copy.copy(collection)  # the same SAC run, with a threshold every snapshot passes
+    good_enough.settings = dataclasses.replace(collection.settings, expert_threshold=-1e9, out=str(tmp_path))
+    paths = good_enough.write_datasets()
+    assert sorted(paths) == sorted((*FOUR_QUALITIES, "expert", "medium-expert"))
+    best = max(collection.snapshots, key=lambda s: s.mean_return)
+    files = {q: h5py.File(paths[q]) for q in ("medium", "expert", "medium-expert")}
+    with files["medium"] as medium, files["expert"] as expert, files["medium-expert"] as both:
+        assert expert.attrs["policy_step"] == both.attrs["policy_step"] == best.step
+        assert both.attrs["medium_policy_step"] == medium.attrs["policy_step"]
+        for key in ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations"):
+            assert len(expert[key]) == 1000
+            assert np.array_equal(both[key][()], np.concatenate([medium[key][()], expert[key][()]])), key
 
 
 def test_medium_is_the_snapshot_closest_to_the_target():
