@@ -56,6 +56,9 @@ class LOMSettings(AgentSettings):
     adv_baseline: str = setting(
         "policy", "advantage baseline: Q(s, pi(s)) (released code) or Q(s, mean of the selected "
         "component) (paper Algorithm 1)", ("policy", "mode_mean"))
+    mode_min_weight: float = setting(
+        0.0, "components whose mixing weight at a state is below this are not candidates for u* (the most "
+        "likely one always is); 0: every component, as in the paper and released code", at_least=0, below=1)
     hyper_q: str = setting(
         "multihead", "form of Q_phi: multihead, s -> M values (one pass per state; picks the same components "
         "as onehot, see README); onehot, (s, one-hot(u)) -> 1 (released code)", ("multihead", "onehot"))
@@ -84,6 +87,7 @@ class LOM(Agent):
         # The frozen MDN's components at every dataset state, filled by finish_pretraining: (N, M, A).
         self.register_buffer("component_means", torch.empty(0), persistent=False)
         self.register_buffer("component_stds", torch.empty(0), persistent=False)
+        self.register_buffer("component_weights", torch.empty(0), persistent=False)  # (N, M)
 
     # ---- 1. the behaviour MDN, trained "until convergence" (Sec. 5.1) ----------------------------
     def start_pretraining(self, buffer: Buffer) -> None:
@@ -119,6 +123,7 @@ class LOM(Agent):
         mixtures = [self.behaviour_mdn(states) for states in buffer.observations.split(TABLE_CHUNK)]
         self.component_means = torch.cat([m.means for m in mixtures])
         self.component_stds = torch.cat([m.stds for m in mixtures])
+        self.component_weights = torch.cat([m.logits.softmax(dim=-1) for m in mixtures])
 
     def components_at(self, rows: torch.Tensor) -> GaussianMixture:
         """The frozen MDN's components at dataset rows (mixing weights are not needed after pretraining)."""
@@ -146,9 +151,20 @@ class LOM(Agent):
         return F.mse_loss(self.hyper_q(states), target)
 
     # ---- 3. mode selection and weighted imitation ------------------------------------------------
-    def select_mode(self, states: torch.Tensor) -> torch.Tensor:
-        """The greedy hyper-policy u* = argmax_u Q_phi(s, u) (Eq. 7): (B,)."""
-        return self.hyper_q(states).argmax(dim=-1)
+    def select_mode(self, states: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The greedy hyper-policy u* = argmax_u Q_phi(s, u) (Eq. 7): (B,).
+
+        With `mode_min_weight` > 0 only components carrying that much of the behaviour mixture at s compete:
+        a component with almost no weight models no data, and its samples are actions the data never took
+        (`weights`: the mixing weights at `states`, computed from the MDN when not given)."""
+        values = self.hyper_q(states)
+        threshold = self.settings.mode_min_weight
+        if threshold > 0:
+            if weights is None:
+                weights = self.behaviour_mdn(states).logits.softmax(dim=-1)
+            eligible = weights >= weights.max(dim=-1, keepdim=True).values.clamp(max=threshold)
+            values = values.masked_fill(~eligible, -torch.inf)
+        return values.argmax(dim=-1)
 
     def advantage_weight(self, advantage: torch.Tensor) -> torch.Tensor:
         """exp(beta*A) (released code) or exp(A/beta) (paper), clipped to (0, C]."""
@@ -163,7 +179,7 @@ class LOM(Agent):
         policy_actions = self.policy.act(states)
         with torch.no_grad():
             components = self.components_at(rows)
-            chosen = self.select_mode(states)
+            chosen = self.select_mode(states, self.component_weights[rows])
             batch = torch.arange(len(rows), device=rows.device)
             mode_mean, mode_std = components.means[batch, chosen], components.stds[batch, chosen]
             imitated = (mode_mean + mode_std * torch.randn_like(mode_mean)).clamp(-1.0, 1.0)

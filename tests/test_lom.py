@@ -141,6 +141,30 @@ def test_select_mode_is_the_row_argmax_with_first_index_on_ties():
     assert agent.select_mode(buffer.observations[:5]).tolist() == [1, 0, 0, 1, 0]
 
 
+def test_mode_min_weight_leaves_out_components_without_data_but_never_the_most_likely():
+    agent, buffer = make_agent(mode_min_weight=0.1)
+    agent.hyper_q = FixedScores(torch.tensor([[0.1, 0.7, 0.3],
+                                              [0.1, 0.7, 0.3],
+                                              [0.1, 0.7, 0.3],
+                                              [0.1, 0.7, 0.3]]))
+    weights = torch.tensor([[0.50, 0.05, 0.45],    # the best-valued component has 5 % weight: out
+                            [0.50, 0.10, 0.40],    # exactly at the threshold: in
+                            [0.95, 0.02, 0.03],    # only the most likely one is left
+                            [0.04, 0.04, 0.92]])   # ... whichever it is
+    assert agent.select_mode(buffer.observations[:4], weights).tolist() == [2, 1, 0, 2]
+    agent.settings.mode_min_weight = 0.0  # the paper's rule: every component competes
+    assert agent.select_mode(buffer.observations[:4], weights).tolist() == [1, 1, 1, 1]
+
+
+def test_mode_min_weight_reads_the_frozen_mdn_weights():
+    agent, buffer = make_agent(mode_min_weight=0.3)
+    mixture = agent.behaviour_mdn(buffer.observations)
+    assert torch.allclose(agent.component_weights, mixture.logits.softmax(-1))
+    spread_hyper_q(agent)
+    states = buffer.observations
+    assert torch.equal(agent.select_mode(states), agent.select_mode(states, agent.component_weights))
+
+
 def test_select_mode_uses_the_real_hyper_q_argmax():
     agent, buffer = make_agent()
     spread_hyper_q(agent)
