@@ -126,7 +126,7 @@ class LOM(Agent):
         self.component_weights = torch.cat([m.logits.softmax(dim=-1) for m in mixtures])
 
     def components_at(self, rows: torch.Tensor) -> GaussianMixture:
-        """The frozen MDN's components at dataset rows (mixing weights are not needed after pretraining)."""
+        """The frozen MDN's components at dataset rows (their mixing weights: `component_weights`)."""
         return GaussianMixture(logits=None, means=self.component_means[rows], stds=self.component_stds[rows])
 
     # ---- 2. value and hyper Q --------------------------------------------------------------------
