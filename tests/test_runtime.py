@@ -41,6 +41,16 @@ def test_metric_averager_does_not_alias_the_added_tensor():
     assert averager.mean() == {"loss": 2.0}
 
 
+def test_metric_averager_resumes_from_a_checkpoint_of_the_earlier_format():
+    # Checkpoints written by the earlier averager held {"sums": {key: tensor}, "count": n}.
+    averager = MetricAverager()
+    averager.load_state_dict({"sums": {"loss": torch.tensor(6.0), "weight": torch.tensor(3.0)}, "count": 3})
+    averager.add({"loss": torch.tensor(2.0), "weight": torch.tensor(1.0)})
+    assert averager.mean() == pytest.approx({"loss": 2.0, "weight": 1.0})
+    averager.load_state_dict({"sums": {}, "count": 0})  # saved right after an evaluation
+    assert averager.mean() == {}
+
+
 @pytest.mark.skipif(HAS_CUDA, reason="a CUDA GPU is present")
 def test_resolve_device_cuda_without_gpu_raises_user_input_error():
     with pytest.raises(UserInputError, match="--device cpu"):

@@ -42,6 +42,10 @@ class MetricAverager:
         return {"keys": self.keys, "total": self.total, "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
+        if "sums" in state:  # a checkpoint written before the sums were stacked: {key: sum tensor}
+            sums = state["sums"]
+            state = {"keys": list(sums), "total": torch.stack(list(sums.values())).float() if sums else None,
+                     "count": state["count"]}
         self.keys, self.total, self.count = list(state["keys"]), state["total"], state["count"]
 
     def mean(self) -> dict[str, float]:
