@@ -63,6 +63,9 @@ GOAL_REWARDS = np.array([2.0, 1.0, 1.0, 1.0])  # per goal index (0 = quadrant 1)
 NUM_GOALS = 4
 QUADRANT_SIGNS = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
 EPISODE_STEPS = 50
+# Version of the data a seed produces, part of the cache file's name: raise it with any change to the
+# start states, goals or experts, so no run reads a file made by older code. 2: 5 mm start spread.
+DATA_VERSION = 2
 START_STEPS = 5  # start states: see the docstring
 START_JITTER = 0.005  # m per axis, around the gripper's home (see the docstring)
 ARM_START_HEIGHT = 0.11  # m above the cube's centre: FetchPickAndPlace's own start height

@@ -259,7 +259,7 @@ def test_push_data_file_round_trip(tmp_path):
 
     first = load_dataset("fetchpush-fourgoal-v0", fetch_starts=2, data_dir=tmp_path)
     (path,) = tmp_path.glob("*.hdf5")
-    assert path.name == "fetchpush-fourgoal-v0_seed0_starts2.hdf5"
+    assert path.name == f"fetchpush-fourgoal-v0_data{fg.DATA_VERSION}_seed0_starts2.hdf5"
     written = path.stat().st_mtime_ns
     again = load_dataset("FetchPush-FourGoal-v0", fetch_starts=2, data_dir=tmp_path)
     assert path.stat().st_mtime_ns == written  # read back, not made again

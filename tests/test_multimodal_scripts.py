@@ -79,7 +79,7 @@ def test_plot_shows_the_dataset_labels_lom_components_and_each_agents_action(tab
 
     assert image.imread(out).shape[:2] == (720, 768)  # 6.4 x 6.0 inches at 120 dpi
     picture = json.loads(out.with_suffix(".json").read_text())
-    (data_file,) = (root / "data").glob(f"{TASK}_seed1_*.hdf5")
+    (data_file,) = (root / "data").glob(f"{TASK}_data*_seed1_*.hdf5")
     with h5py.File(data_file) as file:  # the first start state's four trajectories begin 50 rows apart
         labels = file["actions"][[0, 50, 100, 150], :2]
     np.testing.assert_allclose(picture["dataset_actions"], labels, atol=1e-6)

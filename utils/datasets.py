@@ -25,7 +25,7 @@ from gymnasium.envs.registration import EnvSpec, WrapperSpec
 from tqdm import tqdm
 
 import envs
-from envs import toy_multimodal
+from envs import fetch_fourgoal, toy_multimodal  # fetch_fourgoal needs gymnasium-robotics only to make envs
 from utils.errors import UserInputError
 from utils.files import written_atomically
 
@@ -498,7 +498,7 @@ def _load_toy(size: int, seed: int) -> Dataset:
 def _load_fetch(name: str, starts: int, seed: int, folder: str | os.PathLike | None) -> Dataset:
     """A four-goal Fetch set (`FETCH_TASKS`), made on first use by the scripted expert and kept in the
     data folder: later runs read the file."""
-    path = generated_data_dir(folder) / f"{name}_seed{seed}_starts{starts}.hdf5"
+    path = generated_data_dir(folder) / f"{name}_data{fetch_fourgoal.DATA_VERSION}_seed{seed}_starts{starts}.hdf5"
     if not path.exists():
         _write_fetch(path, FETCH_TASKS[name], starts, seed)
     with h5py.File(path, "r") as file:
@@ -510,8 +510,6 @@ def _load_fetch(name: str, starts: int, seed: int, folder: str | os.PathLike | N
 
 
 def _write_fetch(path: Path, task: str, starts: int, seed: int) -> None:
-    from envs import fetch_fourgoal  # imported here: it needs gymnasium-robotics
-
     tqdm.write(f"making {path.name}: {starts} start states x 4 goals x {fetch_fourgoal.EPISODE_STEPS} steps")
     data = fetch_fourgoal.make_dataset(starts, seed, task=task)
     with written_atomically(path) as partial, h5py.File(partial, "w") as file:
