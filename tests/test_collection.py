@@ -5,6 +5,7 @@ import copy
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,39 @@ def test_resumed_run_collects_the_same_rows(collected, tmp_path):
         assert np.array_equal(getattr(resumed.model.replay_buffer, key)[:1500],
                               getattr(straight.model.replay_buffer, key)[:1500]), key
     assert resumed.snapshots == straight.snapshots
+
+
+def test_a_checkpoint_cut_short_is_never_read(collected, tmp_path):
+    """Killed after a newer checkpoint's files were written but before state.json named them: the resumed
+    run starts from the last whole checkpoint (step 900) and still collects the straight run's rows."""
+    _, straight, _ = collected
+    out = str(tmp_path / "local")
+    stopped = Collection(Settings(**{**TINY, "steps": 900}, out=out))
+    stopped.train(progress=False)
+    shutil.copytree(straight.dir / "checkpoint_1500", stopped.dir / "checkpoint_1500")  # not yet in state.json
+    resumed = Collection(Settings(**TINY, out=out))
+    assert resumed.model.num_timesteps == 900
+    resumed.train(progress=False)
+    assert np.array_equal(resumed.model.replay_buffer.actions[:1500], straight.model.replay_buffer.actions[:1500])
+    assert sorted(path.name for path in stopped.dir.glob("checkpoint_*")) == ["checkpoint_1500"]
+
+
+def test_resumes_a_run_checkpointed_by_the_last_release(collected, tmp_path):
+    """The last release kept the checkpoint files in the run directory and state.json named no folder."""
+    _, straight, _ = collected
+    out = str(tmp_path / "local")
+    stopped = Collection(Settings(**{**TINY, "steps": 900}, out=out))
+    stopped.train(progress=False)
+    state = json.loads((stopped.dir / "state.json").read_text())
+    for name in ("sac.zip", "buffer.pkl", "rng_env.pkl"):
+        (stopped.dir / state["checkpoint"] / name).rename(stopped.dir / name)
+    (stopped.dir / state.pop("checkpoint")).rmdir()
+    (stopped.dir / "state.json").write_text(json.dumps(state))
+    resumed = Collection(Settings(**TINY, out=out))
+    assert resumed.model.num_timesteps == 900
+    resumed.train(progress=False)
+    assert np.array_equal(resumed.model.replay_buffer.actions[:1500], straight.model.replay_buffer.actions[:1500])
+    assert not (stopped.dir / "sac.zip").exists()  # the new checkpoint replaced the old layout
 
 
 def test_train_py_runs_on_a_local_set(collected, tmp_path):

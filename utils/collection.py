@@ -5,7 +5,9 @@ medium-expert). Used by scripts/collect_dataset.py; stable-baselines3 is needed 
 Determinism: every episode of the training env is reset with seed + episode index, and training runs in
 chunks that end at snapshot and checkpoint steps. A checkpoint holds the SAC model, the replay buffer, the
 random-number states and the env's exact MuJoCo state, so a resumed run collects the same rows as a
-straight one (on the same machine and library versions).
+straight one (on the same machine and library versions). Its files go to a folder of their own, and
+state.json, written last and atomically, names the folder: a run killed while checkpointing resumes from
+the previous checkpoint whole, never from a mix of two.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -229,6 +232,7 @@ def _make_vec_env(settings: Settings):
 
 
 CHECKPOINT_FIELDS = ("env", "version", "seed", "learning_starts", "snapshot_every")  # must match on resume
+CHECKPOINT_FILES = ("sac.zip", "buffer.pkl", "rng_env.pkl")
 
 
 class Collection:
@@ -270,11 +274,19 @@ class Collection:
             "python": random.getstate(),
             "action_space": model.action_space.np_random.bit_generator.state,
         }
-        model.save(self.dir / "sac.zip")
-        model.save_replay_buffer(self.dir / "buffer.pkl")
-        with open(self.dir / "rng_env.pkl", "wb") as file:
+        folder = self.dir / f"checkpoint_{model.num_timesteps}"
+        folder.mkdir(exist_ok=True)
+        model.save(folder / "sac.zip")
+        model.save_replay_buffer(folder / "buffer.pkl")
+        with open(folder / "rng_env.pkl", "wb") as file:
             pickle.dump(extras, file)
-        _write_text(self.dir / "state.json", json.dumps(state, indent=1))  # last: it marks the checkpoint whole
+        state["checkpoint"] = folder.name
+        _write_text(self.dir / "state.json", json.dumps(state, indent=1))  # from here on, resume reads `folder`
+        for old in self.dir.glob("checkpoint_*"):
+            if old != folder:
+                shutil.rmtree(old)
+        for name in CHECKPOINT_FILES:  # the last release kept them in the run directory itself
+            (self.dir / name).unlink(missing_ok=True)
 
     def _resume(self):
         state = json.loads((self.dir / "state.json").read_text())
@@ -284,10 +296,11 @@ class Collection:
                     f"{self.dir} holds a run with --{field} {state['settings'][field]}, not "
                     f"{getattr(self.settings, field)}; use the same value or another --out"
                 )
-        with open(self.dir / "rng_env.pkl", "rb") as file:
+        folder = self.dir / state.get("checkpoint", "")  # no entry: the last release's layout, files in the run dir
+        with open(folder / "rng_env.pkl", "rb") as file:
             extras = pickle.load(file)
-        model = self.sb3.SAC.load(self.dir / "sac.zip", env=self.env, device="cpu")
-        model.load_replay_buffer(self.dir / "buffer.pkl")
+        model = self.sb3.SAC.load(folder / "sac.zip", env=self.env, device="cpu")
+        model.load_replay_buffer(folder / "buffer.pkl")
         self._grow_buffer(model)
         self.seeded.episodes = state["episodes"] - 1  # reset() replays the current episode's seed ...
         self.env.reset()
@@ -338,7 +351,8 @@ class Collection:
 
     def _snapshot(self, step: int) -> None:
         settings = self.settings
-        torch.save(self.model.actor.state_dict(), self.dir / "snapshots" / f"step_{step}.pt")
+        with written_atomically(self.dir / "snapshots" / f"step_{step}.pt") as partial:
+            torch.save(self.model.actor.state_dict(), partial)
         mean_return = evaluate(self.model.actor, settings.env_id, settings.eval_episodes, settings.seed)
         self.snapshots.append(Snapshot(step, mean_return))
         _write_text(self.dir / "snapshots" / "returns.json",
