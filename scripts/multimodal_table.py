@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="train.py flags for one agent's runs only, e.g. \"lom=--beta 0.5\" (repeatable)")
     parser.add_argument("--csv", type=Path, help="per-run results (default <log_path>/multimodal_table.csv)")
     args = parser.parse_args(own)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
     log_path = args.log_path or REPO / "runs" / ("multimodal-quick" if args.quick else "multimodal")
     flags = (QUICK_FLAGS if args.quick else []) + extra
     agent_flags = parse_agent_flags(args.agent_flags, args.agents)

@@ -69,6 +69,12 @@ def test_table_rejects_flags_for_an_agent_it_does_not_run(tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
 
 
+def test_table_rejects_zero_seeds(tmp_path):
+    result = script("multimodal_table.py", "--seeds", "0", data_dir=tmp_path)
+    assert result.returncode == 2 and "--seeds must be at least 1, got 0" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
+
+
 def test_plot_shows_the_dataset_labels_lom_components_and_each_agents_action(table, tmp_path):
     root, _, _ = table
     out = tmp_path / "modes.png"
