@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from agents.base import Agent, AgentSettings, adam, optimise, setting
+from agents.base import Agent, AgentSettings, adam, optimise
 from networks.critics import CriticEnsemble, ensemble_mse, soft_update
 from networks.policies import GaussianPolicy
 from utils.buffer import Buffer
+from utils.settings import setting
 
 NUM_CRITICS = 2
 

@@ -4,7 +4,7 @@ An agent owns its networks and optimisers and draws its own batches from the Buf
 flags, opens files or logs: `update` returns metrics as tensors on the device, read only at log time.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -22,14 +22,6 @@ def optimise(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
-
-
-def setting(default, help: str, choices: tuple | None = None, above: float | None = None,
-            at_least: float | None = None, below: float | None = None, at_most: float | None = None):
-    """A setting: its default, the one-line help shown by --help, and its allowed values (`choices`, or
-    a number strictly `above`, `at_least`, strictly `below` or `at_most` a bound); checked before training."""
-    return field(default=default, metadata={"help": help, "choices": choices, "above": above,
-                                            "at_least": at_least, "below": below, "at_most": at_most})
 
 
 @dataclass

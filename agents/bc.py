@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from agents.base import Agent, AgentSettings, adam, optimise, setting
+from agents.base import Agent, AgentSettings, adam, optimise
 from networks.policies import GaussianPolicy
 from utils.buffer import Buffer
+from utils.settings import setting
 
 
 @dataclass

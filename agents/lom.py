@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from agents.base import Agent, AgentSettings, adam, optimise, setting
+from agents.base import Agent, AgentSettings, adam, optimise
 from networks.critics import HYPER_Q_FORMS, CriticEnsemble, ensemble_mse, soft_update
 from networks.mdn import GaussianMixture, MixtureDensityNetwork
 from networks.policies import DeterministicPolicy, GaussianPolicy
 from utils.buffer import Buffer
+from utils.settings import setting
 
 TABLE_CHUNK = 65_536
 HELD_OUT_MAX_ROWS = 20_000  # enough for a stable NLL estimate; more only slows the checks
@@ -61,7 +62,7 @@ class LOMSettings(AgentSettings):
         "likely one always is); 0: every component, as in the paper and released code", at_least=0, below=1)
     hyper_q: str = setting(
         "multihead", "form of Q_phi: multihead, s -> M values (one pass per state; picks the same components "
-        "as onehot, see README); onehot, (s, one-hot(u)) -> 1 (released code)", ("multihead", "onehot"))
+        "as onehot, see docs/performance.md); onehot, (s, one-hot(u)) -> 1 (released code)", ("multihead", "onehot"))
     mdn_hidden: int = setting(512, "width of the MDN's two hidden layers", at_least=1)
     hidden: int = setting(256, "width of the two hidden layers of critics, hyper Q and policy", at_least=1)
 

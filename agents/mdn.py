@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
-from agents.base import Agent, AgentSettings, adam, optimise, setting
+from agents.base import Agent, AgentSettings, adam, optimise
 from networks.mdn import MixtureDensityNetwork
 from utils.buffer import Buffer
+from utils.settings import setting
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Throughput of LOM training and evaluation on synthetic data with the real D4RL sizes and dimensions.
 
-For each preset (a D4RL v2 dataset: its size, state and action dimensions, and LOM_SPEC.md's per-dataset
+For each preset (a D4RL v2 dataset: its size, state and action dimensions, and the released code's per-dataset
 K, M, beta, ac_rand, smooth_noise, C; everything else LOMSettings' defaults) this builds random data of
 that shape (standard-normal states, uniform [-1, 1] actions, normal rewards, 1000-step episodes ending in
 timeouts), puts it in a Buffer on the device and measures, in this order:
@@ -21,9 +21,9 @@ until the last one ends, and those steps are in the time but not in the count (s
 
 Every measurement is one JSON line on stdout (and appended to --out FILE); progress goes to stderr.
 
-    python benchmarks/throughput.py --device cpu --preset halfcheetah-medium-replay-v2
-    python benchmarks/throughput.py --device cuda --profile --out benchmarks/results.jsonl
-    python benchmarks/throughput.py --preset hopper-medium-expert-v2 --set K=2 --benchmark lom_update
+    python -m benchmarks.throughput --device cpu --preset halfcheetah-medium-replay-v2
+    python -m benchmarks.throughput --device cuda --profile --out benchmarks/results.jsonl
+    python -m benchmarks.throughput --preset hopper-medium-expert-v2 --set K=2 --benchmark lom_update
 
 --set NAME=VALUE overrides any LOMSettings field for every preset; each line carries the full "settings".
 """
@@ -42,16 +42,15 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-# Run as `python benchmarks/throughput.py` from anywhere: the project's packages live in the repo root.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.base import optimise  # noqa: E402
-from agents.lom import LOM, LOMSettings  # noqa: E402
-from utils.buffer import Buffer  # noqa: E402
-from utils.datasets import D4RL_TASKS, Dataset, transitions_from_arrays  # noqa: E402
-from utils.errors import UserInputError  # noqa: E402
-from utils.evaluation import Evaluator, torch_policy  # noqa: E402
-from utils.runtime import resolve_device, seed_everything  # noqa: E402
+# Run as `python -m benchmarks.throughput` from anywhere: the project's packages live in the repo root.
+from agents.base import optimise
+from agents.lom import LOM, LOMSettings
+from utils.buffer import Buffer
+from utils.datasets import Dataset, transitions_from_arrays
+from utils.datasets.d4rl import D4RL_TASKS
+from utils.errors import UserInputError
+from utils.evaluation import Evaluator, torch_policy
+from utils.runtime import resolve_device, seed_everything
 
 SEED = 0
 DISCOUNT = 0.99
@@ -63,7 +62,7 @@ BENCHMARKS = ("mdn_pretrain", "mdn_table", "lom_update", "lom_value", "lom_hyper
 
 @dataclass(frozen=True)
 class Preset:
-    """A D4RL dataset's shape and LOM_SPEC.md's per-dataset settings for it."""
+    """A D4RL dataset's shape and the released code's per-dataset settings for it."""
 
     env: str  # key of utils.datasets.D4RL_TASKS: the evaluation env
     obs_dim: int

@@ -1,5 +1,7 @@
 """Tasks we ship, registered with gymnasium on import."""
 
+import warnings
+
 import gymnasium as gym
 
 from envs.fetch_fourgoal import EPISODE_STEPS as FETCH_EPISODE_STEPS
@@ -19,3 +21,7 @@ for _task, _env_id in FETCH_FOUR_GOAL_IDS.items():
     if _env_id not in gym.registry:
         gym.register(id=_env_id, entry_point="envs.fetch_fourgoal:FetchFourGoalEnv", kwargs={"task": _task},
                      max_episode_steps=FETCH_EPISODE_STEPS)
+
+# D4RL's v2 data needs the v4 MuJoCo models (v5 changed them), so the v4 envs are chosen on purpose:
+# gymnasium's advice to upgrade them would only push every one-line error off its one line.
+warnings.filterwarnings("ignore", message=r".*The environment \w+-v4 is out of date", category=DeprecationWarning)

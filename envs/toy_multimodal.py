@@ -12,7 +12,7 @@ quadrant-3 mode's centre earns 0.5, anything else 0. Two changes to Appendix A, 
   noise in Q_phi, and a deterministic unimodal policy ends up averaging the two winners (we saw LOM
   collapse this way on some seeds). One best mode, as in the paper's Fetch tasks (2 for the first-quadrant
   goal, 1 for the others), makes the task well posed.
-Each episode is one step.
+Each episode is one step. The behaviour data is made by `datagen/toy.py`.
 """
 
 import gymnasium as gym
@@ -42,24 +42,6 @@ def reward(states: np.ndarray, actions: np.ndarray) -> np.ndarray:
     distances = np.linalg.norm(actions[:, None, :] - mode_centres(states)[:, modes], axis=-1)
     earned = np.where(distances <= REWARD_RADIUS, np.array([MODE_REWARDS[m] for m in modes]), 0.0)
     return earned.max(axis=1).astype(np.float32)
-
-
-def make_dataset(size: int, seed: int) -> dict:
-    """One-step transitions from the four-mode behaviour policy, deterministic from `seed`."""
-    rng = np.random.default_rng(seed)
-    states = rng.uniform(-1.0, 1.0, size)
-    modes = rng.integers(NUM_MODES, size=size)
-    actions = mode_centres(states)[np.arange(size), modes] + MODE_SPREAD * rng.standard_normal((size, 2))
-    actions = np.clip(actions, -1.0, 1.0)
-    observations = states[:, None].astype(np.float32)
-    return {
-        "observations": observations,
-        "actions": actions.astype(np.float32),
-        "rewards": reward(states, actions),
-        "terminals": np.ones(size, dtype=np.float32),
-        "timeouts": np.zeros(size, dtype=np.float32),
-        "next_observations": observations.copy(),
-    }
 
 
 class ToyMultimodalEnv(gym.Env):

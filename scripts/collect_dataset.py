@@ -2,7 +2,7 @@
 medium-replay, full-replay and, when the run gets good enough, expert and medium-expert files.
 
     pip install stable-baselines3     # only this script needs it
-    python scripts/collect_dataset.py --env halfcheetah --steps 1000000
+    python -m scripts.collect_dataset --env halfcheetah --steps 1000000
     python train.py --env_name local/halfcheetah-medium-replay-v0
 
 Files go to --out (default $LOM_DATA_DIR/local, else ~/.cache/lom/datasets/local) as
@@ -20,10 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from utils.collection import ENV_NAMES, VERSIONS, Collection, Settings  # noqa: E402
-from utils.errors import UserInputError  # noqa: E402
+from datagen.collection import ENV_NAMES, VERSIONS, Collection, Settings
+from utils.errors import UserInputError
 
 DEFAULTS = Settings()
 

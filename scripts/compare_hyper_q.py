@@ -13,7 +13,7 @@ constant, the expected reward of its actions. That gives an oracle choice of com
 4. train the MDN on to --long_gmm_steps without early stopping and report how far the oracle-best
    component's mean moves (the action LOM imitates), against the early-stopped MDN's.
 
-    python scripts/compare_hyper_q.py --steps 5000      # about 15 minutes on 2 CPU cores
+    python -m scripts.compare_hyper_q --steps 5000      # about 15 minutes on 2 CPU cores
 """
 
 import argparse
@@ -26,13 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.lom import LOM, LOMSettings  # noqa: E402
-from train import pretrain_until_converged  # noqa: E402
-from utils.buffer import Buffer  # noqa: E402
-from utils.datasets import transitions_from_arrays  # noqa: E402
-from utils.logger import RunLogger  # noqa: E402
+from agents.lom import LOM, LOMSettings
+from trainer.pretraining import pretrain_until_converged
+from utils.buffer import Buffer
+from utils.datasets import transitions_from_arrays
+from utils.logger import RunLogger
 
 SIZE, OBS_DIM, ACT_DIM, MODES, EPISODE = 202_000, 17, 6, 5, 1000
 

@@ -3,10 +3,10 @@
 Prints a markdown table (normalised score mean ± std over seeds, and the share of evaluation episodes
 ending at each goal, goal 1 being the one that pays double) and writes the per-run numbers as CSV.
 
-    python scripts/multimodal_table.py                       # the agents' YAML settings, 3 seeds
-    python scripts/multimodal_table.py --quick --tasks fetchreach-fourgoal-v0
-    python scripts/multimodal_table.py -- --device cuda      # flags after -- go to every train.py run
-    python scripts/multimodal_table.py --agent_flags "lom=--beta 0.5"   # flags for one agent's runs
+    python -m scripts.multimodal_table                       # the agents' YAML settings, 3 seeds
+    python -m scripts.multimodal_table --quick --tasks fetchreach-fourgoal-v0
+    python -m scripts.multimodal_table -- --device cuda      # flags after -- go to every train.py run
+    python -m scripts.multimodal_table --agent_flags "lom=--beta 0.5"   # flags for one agent's runs
 
 Runs go to --log_path; a run that already finished there (same task, agent and seed) is reused, not
 repeated, so an interrupted table continues where it stopped. Use a fresh --log_path for new settings.
@@ -22,10 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from envs.fetch_fourgoal import NUM_GOALS  # noqa: E402
-from scripts.summarise_runs import finished_runs, mean_std  # noqa: E402
+from envs.fetch_fourgoal import NUM_GOALS
+from scripts.summarise_runs import finished_runs, mean_std
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTS = ("bc", "mdn", "awac", "lom")

@@ -10,7 +10,7 @@ displacement on the Fetch tasks):
 
 It reads finished runs of one task and seed, such as those of scripts/multimodal_table.py:
 
-    python scripts/plot_modes.py runs/multimodal --task fetchreach-fourgoal-v0 --seed 0 --out docs/modes.png
+    python -m scripts.plot_modes runs/multimodal --task fetchreach-fourgoal-v0 --seed 0 --out docs/modes.png
 
 Next to the PNG it writes the plotted numbers as JSON (<out>.json).
 """
@@ -23,14 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents import AGENTS  # noqa: E402
-from scripts.summarise_runs import finished_runs  # noqa: E402
-from train import load_data  # noqa: E402
-from utils.buffer import Buffer  # noqa: E402
-from utils.checkpoints import load_latest_checkpoint  # noqa: E402
-from utils.config import saved_config  # noqa: E402
+from scripts.summarise_runs import finished_runs
+from trainer.build import load_data, make_agent, make_buffer
+from trainer.config import saved_config
+from utils.buffer import Buffer
+from utils.checkpoints import load_latest_checkpoint
 
 AGENT_MARKERS = {"bc": ("s", "tab:blue"), "mdn": ("^", "tab:green"), "awac": ("D", "tab:purple"),
                  "lom": ("*", "tab:red")}
@@ -45,8 +42,8 @@ def trained_agents(log_path: Path, task: str, seed: int) -> dict:
         if dataset != task or run_seed != seed:
             continue
         config = saved_config(run_dir)
-        buffer = Buffer(load_data(config), torch.device("cpu"), config.run.normalise)
-        agent = AGENTS[name](buffer.obs_dim, buffer.act_dim, config.agent, config.run.discount)
+        buffer = make_buffer(config, load_data(config), torch.device("cpu"))
+        agent = make_agent(config, buffer)
         agent.load_state_dict(load_latest_checkpoint(run_dir)["agent"])
         agent.finish_pretraining(buffer)
         agents[name] = (agent.eval(), buffer)
@@ -133,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     agents = trained_agents(args.log_path, args.task, args.seed)
     if "lom" not in agents:
         print(f"error: no finished LOM run of {args.task} with seed {args.seed} under {args.log_path}; "
-              "run scripts/multimodal_table.py (or train.py) first", file=sys.stderr)
+              "run python -m scripts.multimodal_table (or train.py) first", file=sys.stderr)
         return 2
     torch.manual_seed(args.seed)
     picture = mode_picture(agents, args.row)

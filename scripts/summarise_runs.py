@@ -1,4 +1,4 @@
-"""Mean +- std over seeds of finished runs, as a markdown table: python scripts/summarise_runs.py [LOG_PATH]."""
+"""Mean +- std over seeds of finished runs, as a markdown table: python -m scripts.summarise_runs [LOG_PATH]."""
 
 import argparse
 import json

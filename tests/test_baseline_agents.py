@@ -17,7 +17,7 @@ from agents.mdn import MDN, MDNSettings
 from networks.policies import GaussianPolicy
 from test_train import read_progress, run_dirs, train
 from utils.buffer import Buffer
-from utils.config import parse_config
+from trainer.config import parse_config
 from utils.datasets import transitions_from_arrays
 from utils.errors import UserInputError
 
@@ -199,9 +199,9 @@ def test_flags_of_each_agent_parse_and_their_yaml_is_optional(tmp_path, monkeypa
     with pytest.raises(UserInputError, match="--gmm_steps"):  # LOM's flags are not AWAC's
         parse_config(["--agent", "awac", "--gmm_steps", "5"])
 
-    import utils.config
+    import trainer.config
 
-    monkeypatch.setattr(utils.config, "CONFIG_DIR", tmp_path)  # no YAML at all
+    monkeypatch.setattr(trainer.config, "CONFIG_DIR", tmp_path)  # no YAML at all
     assert parse_config(["--agent", "mdn"]).agent == MDNSettings()
     assert parse_config(["--agent", "awac", "--env_name", "hopper-medium-v2"]).agent == AWACSettings()
 

@@ -1,4 +1,4 @@
-"""benchmarks/throughput.py runs and reports what it measured, one JSON line per measurement."""
+"""`python -m benchmarks.throughput` runs and reports what it measured, one JSON line per measurement."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_throughput_reports_each_measurement_with_the_preset_settings(tmp_path):
     out = tmp_path / "bench.jsonl"
-    command = [sys.executable, "benchmarks/throughput.py", "--device", "cpu", "--preset",
+    command = [sys.executable, "-m", "benchmarks.throughput", "--device", "cpu", "--preset",
                "halfcheetah-medium-replay-v2", "--steps", "3", "--warmup", "1", "--benchmark", "mdn_pretrain",
                "--benchmark", "mdn_table", "--benchmark", "lom_update", "--benchmark", "lom_hyper_q",
                "--out", str(out)]

@@ -1,4 +1,4 @@
-"""utils/datasets.py on real files: HDF5 written here, a loopback HTTP server, a Minari dataset made here."""
+"""utils/datasets/ on real files: HDF5 written here, a loopback HTTP server, a Minari dataset made here."""
 
 import functools
 import http.server
@@ -9,14 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from utils.datasets import (
-    D4RL_NAMES,
-    Dataset,
-    ScoreReference,
-    d4rl_file_name,
-    load_dataset,
-    transitions_from_arrays,
-)
+from utils.datasets import Dataset, ScoreReference, load_dataset, transitions_from_arrays
+from utils.datasets.d4rl import D4RL_NAMES, d4rl_file_name
 from utils.errors import UserInputError
 
 HOPPER_OBS_DIM, HOPPER_ACT_DIM = 11, 3
@@ -181,6 +175,18 @@ def test_failed_download_names_url_and_flags_and_leaves_nothing(tmp_path, file_s
     assert f"{url}/walker2d_expert-v2.hdf5" in message and "404" in message
     assert "--d4rl_dir" in message and "D4RL_DATASET_URL" in message and "\n" not in message
     assert list(cache.iterdir()) == []
+
+
+def test_download_into_a_folder_that_cannot_be_made_says_so_and_how_to_fix_it(tmp_path, file_server):
+    _, url = file_server
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    cache = blocker / "cache"  # its parent is a file: the folder cannot be created
+    with pytest.raises(UserInputError, match=r"could not download .*hopper_medium-v2\.hdf5 \(.*Not a directory") \
+            as caught:
+        load_dataset("hopper-medium-v2", d4rl_dir=cache, dataset_url=url)
+    assert "--d4rl_dir" in str(caught.value) and "\n" not in str(caught.value)
+    assert blocker.read_text() == "not a folder"
 
 
 class TruncatingHandler(QuietHandler):

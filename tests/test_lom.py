@@ -1,4 +1,5 @@
-"""agents/lom.py and agents/bc.py on tiny in-memory datasets: every loss reproduced by hand from LOM_SPEC.md."""
+"""agents/lom.py and agents/bc.py on tiny in-memory datasets: every loss reproduced by hand from its formula
+(docs/algorithms/lom.md)."""
 
 import math
 
@@ -11,7 +12,7 @@ from torch.nn import functional as F
 import envs
 from agents.bc import BC, BCSettings
 from agents.lom import LOM, LOMSettings
-from envs import toy_multimodal
+from datagen import toy
 from utils.buffer import Buffer
 from utils.datasets import transitions_from_arrays
 
@@ -380,7 +381,7 @@ def test_critic_target_moves_by_polyak_only_on_steps_divisible_by_target_update_
 
 
 def test_lom_trains_on_the_toy_dataset_from_make_dataset():
-    data = toy_multimodal.make_dataset(32, seed=1)
+    data = toy.make_dataset(32, seed=1)
     dataset = transitions_from_arrays("toy", **data, eval_env_id=envs.TOY_ENV_ID, source="test")
     agent, buffer = make_agent(dataset, num_mixtures=4)
     assert agent.component_means.shape == (32, 4, 2)

@@ -20,7 +20,7 @@ TINY = ["--fetch_starts", str(STARTS), "--training_steps", "40", "--eval_every",
 
 def script(name: str, *args: str, data_dir: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "LOM_DATA_DIR": str(data_dir), "TQDM_DISABLE": "1"}
-    return subprocess.run([sys.executable, f"scripts/{name}", *args], cwd=REPO, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", f"scripts.{name}", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
 
 
@@ -29,9 +29,9 @@ def table(tmp_path_factory):
     root = tmp_path_factory.mktemp("table")
     args = ["--tasks", TASK, "--agents", "bc", "lom", "--seeds", "2", "--log_path", str(root / "runs"),
             "--agent_flags", "lom=--gmm_steps 40 --hyper_batch_size 256", "--", *TINY]
-    first = script("multimodal_table.py", *args, data_dir=root / "data")
+    first = script("multimodal_table", *args, data_dir=root / "data")
     assert first.returncode == 0, first.stderr[-3000:]
-    again = script("multimodal_table.py", *args, data_dir=root / "data")
+    again = script("multimodal_table", *args, data_dir=root / "data")
     assert again.returncode == 0, again.stderr[-3000:]
     return root, first, again
 
@@ -64,13 +64,13 @@ def test_table_reuses_finished_runs_instead_of_training_again(table):
 
 
 def test_table_rejects_flags_for_an_agent_it_does_not_run(tmp_path):
-    result = script("multimodal_table.py", "--agents", "bc", "--agent_flags", "lom=--beta 1", data_dir=tmp_path)
+    result = script("multimodal_table", "--agents", "bc", "--agent_flags", "lom=--beta 1", data_dir=tmp_path)
     assert result.returncode != 0 and "--agent_flags 'lom=--beta 1'" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
 
 
 def test_table_rejects_zero_seeds(tmp_path):
-    result = script("multimodal_table.py", "--seeds", "0", data_dir=tmp_path)
+    result = script("multimodal_table", "--seeds", "0", data_dir=tmp_path)
     assert result.returncode == 2 and "--seeds must be at least 1, got 0" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
 
@@ -78,7 +78,7 @@ def test_table_rejects_zero_seeds(tmp_path):
 def test_plot_shows_the_dataset_labels_lom_components_and_each_agents_action(table, tmp_path):
     root, _, _ = table
     out = tmp_path / "modes.png"
-    result = script("plot_modes.py", str(root / "runs"), "--task", TASK, "--seed", "1", "--out", str(out),
+    result = script("plot_modes", str(root / "runs"), "--task", TASK, "--seed", "1", "--out", str(out),
                     data_dir=root / "data")
     assert result.returncode == 0, result.stderr[-3000:]
     from matplotlib import image
@@ -99,5 +99,5 @@ def test_plot_shows_the_dataset_labels_lom_components_and_each_agents_action(tab
 
 
 def test_plot_without_a_lom_run_says_what_to_run_first(tmp_path):
-    result = script("plot_modes.py", str(tmp_path), data_dir=tmp_path)
+    result = script("plot_modes", str(tmp_path), data_dir=tmp_path)
     assert result.returncode == 2 and "no finished LOM run" in result.stderr and "Traceback" not in result.stderr

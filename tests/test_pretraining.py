@@ -1,4 +1,4 @@
-"""MDN pretraining until convergence: the held-out split, early stopping, and the cache round trip."""
+"""MDN pretraining until convergence: the held-out split, early stopping, the cache round trip and its key."""
 
 import json
 from pathlib import Path
@@ -7,11 +7,12 @@ import torch
 
 import envs  # noqa: F401
 from agents.lom import HELD_OUT_MAX_ROWS, LOM, LOMSettings
-from train import pretrain_until_converged
+from trainer.config import parse_config
+from trainer.pretraining import pretrain_key, pretrain_until_converged
 from utils.buffer import Buffer
 from utils.datasets import load_dataset
 from utils.logger import RunLogger
-from utils.pretrain_cache import load_pretrained, save_pretrained
+from utils.pretrain_cache import cache_file, load_pretrained, save_pretrained
 
 
 def toy_buffer(size: int = 2000) -> Buffer:
@@ -92,9 +93,21 @@ def test_cache_round_trip_restores_modules_and_record(tmp_path):
     for _ in range(5):
         trained.pretrain_step(buffer)
     path = Path(tmp_path) / "mdn.pt"
-    save_pretrained(trained, path, {"steps": 5, "best_step": 5, "held_out_loss": 1.5})
+    save_pretrained(trained.pretrained_modules(), path, {"steps": 5, "best_step": 5, "held_out_loss": 1.5})
     assert [p.name for p in tmp_path.iterdir()] == ["mdn.pt"]  # no temporary file left behind
-    assert load_pretrained(fresh, path) == {"steps": 5, "best_step": 5, "held_out_loss": 1.5}
+    assert load_pretrained(fresh.pretrained_modules(), path) == {"steps": 5, "best_step": 5, "held_out_loss": 1.5}
     for mine, theirs in zip(trained.behaviour_mdn.state_dict().values(), fresh.behaviour_mdn.state_dict().values()):
         torch.testing.assert_close(mine, theirs)
-    assert load_pretrained(fresh, tmp_path / "missing.pt") is None
+    assert load_pretrained(fresh.pretrained_modules(), tmp_path / "missing.pt") is None
+
+
+def test_cache_key_covers_the_state_scaler_and_keeps_the_default_runs_key(toy_dataset, tmp_path):
+    default = parse_config([])
+    authors_scaler = parse_config(["--scaler_noise", "0.05"])
+    agent = small_lom()
+    key = pretrain_key(agent, default)
+    assert key == {"normalise": True, **agent.pretrain_signature()}  # as cached by earlier releases
+    assert pretrain_key(agent, authors_scaler) == {**key, "scaler_noise": 0.05}
+    paths = {cache_file(tmp_path, toy_dataset, "lom", 0, pretrain_key(agent, config)) for config in
+             (default, authors_scaler, parse_config(["--normalise", "0"]))}
+    assert len(paths) == 3 and all(path.parent == tmp_path for path in paths)

@@ -1,4 +1,5 @@
-"""The built-in one-step task: mode geometry, reward, the random-policy reference, the env."""
+"""The built-in one-step task: mode geometry, reward, the random-policy reference, the env (its data:
+test_datagen_toy.py)."""
 
 import gymnasium as gym
 import numpy as np
@@ -39,20 +40,6 @@ def test_random_policy_reward_matches_a_monte_carlo_estimate():
     standard_error = rewards.std() / np.sqrt(n)
     assert abs(rewards.mean() - toy.RANDOM_POLICY_REWARD) < 4 * standard_error
     assert toy.RANDOM_POLICY_REWARD == pytest.approx(1.5 * np.pi * 0.25**2 / 4)
-
-
-def test_dataset_draws_each_mode_near_its_centre_and_is_deterministic():
-    data = toy.make_dataset(4000, seed=3)
-    again = toy.make_dataset(4000, seed=3)
-    for key in data:
-        np.testing.assert_array_equal(data[key], again[key])
-    states, actions = data["observations"][:, 0].astype(np.float64), data["actions"].astype(np.float64)
-    distances = np.linalg.norm(actions[:, None] - toy.mode_centres(states), axis=-1)
-    nearest = distances.argmin(axis=1)
-    assert distances.min(axis=1).max() < 6 * toy.MODE_SPREAD
-    assert np.bincount(nearest, minlength=4) == pytest.approx([1000] * 4, abs=150)
-    np.testing.assert_array_equal(data["rewards"], toy.reward(states, actions))
-    assert data["terminals"].all() and not data["timeouts"].any()
 
 
 def test_env_is_one_step_and_pays_the_reward_of_the_state_it_showed():

@@ -48,9 +48,10 @@ def toy_run(tmp_path_factory):
 
 
 def test_run_writes_config_progress_and_summary(toy_run):
-    tmp_path, _ = toy_run
+    tmp_path, result = toy_run
     (run_dir,) = run_dirs(tmp_path)
     assert run_dir.name.startswith("toy-multimodal_lom_seed0_")
+    assert "settings from configs/lom/toy-multimodal.yaml\n" in result.stdout
 
     config = json.loads((run_dir / "config.json").read_text())
     toy_yaml = yaml.safe_load((REPO / "configs/lom/toy-multimodal.yaml").read_text())
@@ -58,6 +59,7 @@ def test_run_writes_config_progress_and_summary(toy_run):
     assert config["training_steps"] == 300 and config["gmm_steps"] == 200  # flags beat the YAML
     assert config["num_mixtures"] == toy_yaml["num_mixtures"]  # the YAML beats the default
     assert config["hyper_batch_size"] == 256 and config["device"] == "cpu"
+    assert config["config_files"] == ["configs/lom/toy-multimodal.yaml"]
 
     csv_rows, jsonl_rows = read_progress(run_dir)
     assert [row["step"] for row in csv_rows] == [100, 200, 300]
@@ -242,6 +244,17 @@ def test_own_file_with_a_module_env_id_and_user_reference_scores(tmp_path):
     csv_rows, _ = read_progress(run_dir)
     assert [row["eval/normalised_score"] for row in csv_rows] == pytest.approx(
         [50 * row["eval/return"] for row in csv_rows])
+
+
+def test_a_v4_env_that_cannot_host_the_data_is_one_line_on_stderr(tmp_path):
+    data = tmp_path / "mine.hdf5"
+    write_d4rl_file(data, obs_dim=5, act_dim=3)  # Hopper-v4 observes 11 numbers
+    result = train(tmp_path, "--dataset_path", str(data), "--eval_env", "Hopper-v4", *TINY_RUN)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: the evaluation env 'Hopper-v4' has observations (11,) and actions (3,), but the dataset has (5,) "
+        "and (3,); pick a matching --eval_env"]  # gymnasium's advice to move to v5 does not reach stderr
+    assert run_dirs(tmp_path) == []
 
 
 def test_a_batch_larger_than_the_dataset_is_refused_before_anything_is_written(tmp_path):

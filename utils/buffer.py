@@ -5,7 +5,7 @@ import torch
 
 from utils.datasets import Dataset
 
-STD_FLOOR = 1e-3
+STD_FLOOR = 1e-3  # keeps constant features finite; the authors' code adds noise instead (`scaler_noise`)
 
 
 class StateNormaliser:
@@ -16,10 +16,16 @@ class StateNormaliser:
         self.std = torch.as_tensor(std, dtype=torch.float32, device=device)
 
     @classmethod
-    def fit(cls, observations: np.ndarray, enabled: bool, device: torch.device) -> "StateNormaliser":
+    def fit(cls, observations: np.ndarray, enabled: bool, device: torch.device, noise: float = 0.0,
+            seed: int = 0) -> "StateNormaliser":
+        """The data's mean and std + STD_FLOOR; with `noise` > 0, the mean and std of the states plus
+        noise * N(0, 1) drawn from default_rng(seed), as the authors' code fits its scaler (there 0.05)."""
         if not enabled:
             dim = observations.shape[1]
             return cls(np.zeros(dim), np.ones(dim), device)
+        if noise > 0:
+            noisy = observations + noise * np.random.default_rng(seed).standard_normal(observations.shape)
+            return cls(noisy.mean(0), noisy.std(0), device)
         return cls(observations.mean(0), observations.std(0) + STD_FLOOR, device)
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
@@ -37,12 +43,13 @@ class Buffer:
     kept for imitation but never drawn by `sample_td_indices`.
     """
 
-    def __init__(self, dataset: Dataset, device: torch.device, normalise: bool):
+    def __init__(self, dataset: Dataset, device: torch.device, normalise: bool, scaler_noise: float = 0.0,
+                 seed: int = 0):
         self.device = device
         self.size = len(dataset.observations)
         self.obs_dim = dataset.observations.shape[1]
         self.act_dim = dataset.actions.shape[1]
-        self.normaliser = StateNormaliser.fit(dataset.observations, normalise, device)
+        self.normaliser = StateNormaliser.fit(dataset.observations, normalise, device, scaler_noise, seed)
 
         def on_device(array: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.asarray(array, dtype=np.float32), device=device)

@@ -1,4 +1,7 @@
-"""Pretraining (LOM's MDN) is cached: a later run with the same data, settings and seed loads it."""
+"""Pretrained models (LOM's MDN) are cached: a later run with the same data, settings and seed loads them.
+
+The cache knows modules and a key, not agents: the trainer names the modules and what changes them.
+"""
 
 import hashlib
 import json
@@ -6,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from agents.base import Agent
 from utils.datasets import Dataset
 from utils.files import written_atomically
 
@@ -21,27 +24,27 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
-def cache_file(cache_dir: str, dataset: Dataset, agent_name: str, agent: Agent, normalise: bool, seed: int) -> Path:
-    key = {"data": dataset_fingerprint(dataset), "agent": agent_name, "normalise": normalise, "seed": seed,
-           **agent.pretrain_signature()}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+def cache_file(cache_dir: str, dataset: Dataset, agent_name: str, seed: int, key: dict) -> Path:
+    """<cache_dir>/<dataset>_<agent>_seed<seed>_<digest>.pt; the digest covers the data and `key` (every
+    setting that changes the pretrained modules)."""
+    full_key = {"data": dataset_fingerprint(dataset), "agent": agent_name, "seed": seed, **key}
+    digest = hashlib.sha256(json.dumps(full_key, sort_keys=True).encode()).hexdigest()[:12]
     stem = dataset.name.replace("/", "-")
     return Path(cache_dir).expanduser() / f"{stem}_{agent_name}_seed{seed}_{digest}.pt"
 
 
-def load_pretrained(agent: Agent, path: Path) -> dict | None:
-    """Restores the pretrained modules from the cache; returns the record of that pretraining, or None."""
+def load_pretrained(modules: dict[str, nn.Module], path: Path) -> dict | None:
+    """Restores the modules from the cache; returns the record of that pretraining, or None."""
     if not path.is_file():
         return None
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    for name, module in agent.pretrained_modules().items():
+    for name, module in modules.items():
         module.load_state_dict(saved["modules"][name])
     return saved["record"]
 
 
-def save_pretrained(agent: Agent, path: Path, record: dict) -> None:
+def save_pretrained(modules: dict[str, nn.Module], path: Path, record: dict) -> None:
     """Written to a temporary file and renamed, so a crash never leaves a half-written cache entry."""
-    modules = {name: {k: v.cpu() for k, v in module.state_dict().items()}
-               for name, module in agent.pretrained_modules().items()}
+    states = {name: {k: v.cpu() for k, v in module.state_dict().items()} for name, module in modules.items()}
     with written_atomically(path) as partial:
-        torch.save({"modules": modules, "record": record}, partial)
+        torch.save({"modules": states, "record": record}, partial)

@@ -1,4 +1,4 @@
-"""Seeding, device choice, and metrics kept on the device until they are logged."""
+"""Seeding, device choice, metrics kept on the device until they are logged, and the stop on divergence."""
 
 import math
 import random
@@ -6,7 +6,7 @@ import random
 import numpy as np
 import torch
 
-from utils.errors import UserInputError
+from utils.errors import TrainingDiverged, UserInputError
 
 
 def seed_everything(seed: int) -> None:
@@ -87,3 +87,11 @@ class NonFiniteWatch:
         steps = self.first_step.tolist()
         step, key = min(zip(steps, self.keys))
         return None if math.isinf(step) else (key, int(step))
+
+
+def raise_if_diverged(failure: tuple[str, int] | None, run_dir) -> None:
+    """Stops the run (exit 3) at the first NaN or inf a loss took, naming the loss and the step."""
+    if failure is not None:
+        name, step = failure
+        raise TrainingDiverged(f"{name} became NaN or inf at step {step}; the run stopped there (its logs up to "
+                               f"the last evaluation are in {run_dir}); try a lower learning rate")

@@ -1,4 +1,4 @@
-"""Locomotion datasets made locally (utils/collection.py, scripts/collect_dataset.py): one tiny real SAC run
+"""Locomotion datasets made locally (datagen/collection.py, scripts/collect_dataset.py): one tiny real SAC run
 on HalfCheetah-v4, its files read back through the loader, resuming, and the medium-snapshot rule."""
 
 import copy
@@ -16,8 +16,9 @@ import pytest
 
 pytest.importorskip("stable_baselines3")
 
-from utils.collection import Collection, Settings, Snapshot, choose_medium  # noqa: E402
-from utils.datasets import ScoreReference, load_dataset, local_score_reference  # noqa: E402
+from datagen.collection import Collection, Settings, Snapshot, choose_medium  # noqa: E402
+from utils.datasets import ScoreReference, load_dataset  # noqa: E402
+from utils.datasets.generated import local_score_reference  # noqa: E402
 from utils.errors import UserInputError  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -184,14 +185,14 @@ def test_train_py_runs_on_a_local_set(collected, tmp_path):
 
 
 def test_missing_local_set_says_how_to_make_it(tmp_path):
-    with pytest.raises(UserInputError, match="scripts/collect_dataset.py --env walker2d"):
+    with pytest.raises(UserInputError, match="python -m scripts.collect_dataset --env walker2d"):
         load_dataset("local/walker2d-medium-v0", data_dir=tmp_path)
 
 
 def test_script_says_how_to_install_sb3_when_missing(tmp_path):
     argv = ["--steps", "10", "--snapshot_every", "5", "--out", str(tmp_path)]
     code = (f"import runpy, sys; sys.modules['stable_baselines3'] = None; sys.argv[1:] = {argv!r}; "
-            "runpy.run_path('scripts/collect_dataset.py', run_name='__main__')")
+            "runpy.run_module('scripts.collect_dataset', run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "pip install stable-baselines3" in result.stderr and "Traceback" not in result.stderr

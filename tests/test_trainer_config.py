@@ -1,4 +1,5 @@
-"""utils/config.py: flags > configs/<agent>/<dataset>.yaml > defaults, help texts, and rejected settings."""
+"""trainer/config.py and utils/settings.py: flags > --config FILE > configs/<agent>/<dataset>.yaml > defaults, help
+texts, and rejected settings."""
 
 import argparse
 import dataclasses
@@ -10,10 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agents import AGENTS
 from agents.bc import BCSettings
 from agents.lom import LOMSettings
-from utils.config import RunSettings, build_parser, parse_config
+from trainer.config import build_parser, parse_config
 from utils.errors import UserInputError
+from utils.settings import RunSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_FIELDS = {field.name for field in dataclasses.fields(RunSettings)}
@@ -65,9 +68,9 @@ def test_training_steps_below_the_yaml_eval_every_is_rejected_with_the_fix():
 
 
 def test_dataset_without_yaml_gets_the_dataclass_defaults(tmp_path, monkeypatch):
-    import utils.config
+    import trainer.config
 
-    monkeypatch.setattr(utils.config, "CONFIG_DIR", tmp_path)  # a configs folder with no YAML at all
+    monkeypatch.setattr(trainer.config, "CONFIG_DIR", tmp_path)  # a configs folder with no YAML at all
     config = parse_config(["--env_name", "hopper-medium-v2", "--seed", "3"])
     assert config.run == RunSettings(env_name="hopper-medium-v2", seed=3)
     assert config.agent == LOMSettings()
@@ -128,7 +131,7 @@ def test_optional_float_flags_are_parsed_as_floats():
 def test_every_flag_has_help_text(agent, settings_class):
     parser = build_parser(agent)
     options = {action.dest: action for action in parser._actions if not isinstance(action, argparse._HelpAction)}
-    expected = RUN_FIELDS | {field.name for field in dataclasses.fields(settings_class)}
+    expected = RUN_FIELDS | {field.name for field in dataclasses.fields(settings_class)} | {"config"}
     assert set(options) == expected
     for name, action in options.items():
         assert action.help and action.help.strip() and not action.help.startswith("("), name
@@ -139,6 +142,19 @@ def test_help_runs_and_lists_lom_flags():
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert "--num_mixtures" in result.stdout and "--policy_loss" in result.stdout
+
+
+def test_help_groups_run_settings_and_lists_the_agents_with_their_summary():
+    result = subprocess.run([sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    sections = [line for line in result.stdout.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert sections[:1] == ["options:"] and "lom settings (docs/algorithms/lom.md):" in sections
+    assert {"dataset settings:", "training settings:", "evaluation settings:", "logging settings:",
+            "resuming settings:"} <= set(sections)
+    listed = result.stdout.split("agents (--agent NAME")[1]
+    for name in AGENTS:
+        assert f"  {name} " in listed
+    assert "Learning on One Mode" in listed or "one mode" in listed
 
 
 def test_help_for_bc_lists_bc_flags_only():
@@ -174,13 +190,61 @@ def test_invalid_settings_raise_user_input_error_naming_the_flag(argv, flag):
 
 
 def test_yaml_with_unknown_key_is_rejected(tmp_path, monkeypatch):
-    import utils.config
+    import trainer.config
 
     (tmp_path / "lom").mkdir()
     (tmp_path / "lom" / "mine.yaml").write_text("num_mixtures: 3\nnot_a_setting: 1\n")
-    monkeypatch.setattr(utils.config, "CONFIG_DIR", tmp_path)
+    monkeypatch.setattr(trainer.config, "CONFIG_DIR", tmp_path)
     with pytest.raises(UserInputError, match="not_a_setting"):
         parse_config(["--env_name", "mine"])
+
+
+# ---- --config FILE -----------------------------------------------------------------------------------
+
+
+def test_config_file_sits_between_the_flags_and_the_shipped_yaml(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    shipped = yaml_settings("lom")
+    mine.write_text(f"num_mixtures: {shipped['num_mixtures'] + 1}\nbeta: 0.25\nseed: 7\n")
+    config = parse_config(["--config", str(mine), "--beta", "0.5"])
+    assert config.agent.beta == 0.5  # the flag beats the file
+    assert config.agent.num_mixtures == shipped["num_mixtures"] + 1 and config.run.seed == 7  # the file beats the YAML
+    assert config.agent.gmm_steps == shipped["gmm_steps"]  # the shipped YAML still fills what the file leaves out
+    assert config.agent.K == LOMSettings().K  # and the defaults the rest
+    assert config.files == ("configs/lom/toy-multimodal.yaml", str(mine.resolve()))
+
+
+def test_config_file_can_choose_the_agent_and_dataset_whose_yaml_applies(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("agent: bc\nenv_name: toy-multimodal\n")
+    config = parse_config(["--config", str(mine)])
+    assert config.run.agent == "bc" and isinstance(config.agent, BCSettings)
+    assert config.files == ("configs/bc/toy-multimodal.yaml", str(mine.resolve()))
+    for key, value in yaml_settings("bc").items():
+        assert value_of(config, key) == value, key
+
+
+def test_config_file_key_that_is_no_setting_of_the_agent_is_named_with_the_file(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("batch_size: 64\n")  # a BC setting, not a LOM one
+    with pytest.raises(UserInputError, match=rf"^{re.escape(str(mine))}: 'batch_size' is not a setting of the run "
+                                             "or of agent lom"):
+        parse_config(["--config", str(mine)])
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "no such file"),
+    ("[1, 2]", "expected a mapping"),
+    ("beta: [unclosed", "not valid YAML"),
+    ("beta: high", "bad value for beta"),
+])
+def test_bad_config_file_is_one_line_error(tmp_path, text, message):
+    mine = tmp_path / "mine.yaml"
+    if text is not None:
+        mine.write_text(text)
+    with pytest.raises(UserInputError, match=message) as caught:
+        parse_config(["--config", str(mine)])
+    assert "\n" not in str(caught.value)
 
 
 # ---- the flat dictionary -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Locomotion datasets without downloads: online SAC on a MuJoCo task, its whole replay buffer and policy
 snapshots, written as D4RL-format HDF5 files (random, medium, medium-replay, full-replay, expert,
-medium-expert). Used by scripts/collect_dataset.py; stable-baselines3 is needed only here.
+medium-expert). Used by `python -m scripts.collect_dataset`; stable-baselines3 is needed only here.
 
 Determinism: every episode of the training env is reset with seed + episode index, and training runs in
 chunks that end at snapshot and checkpoint steps. A checkpoint holds the SAC model, the replay buffer, the
@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.datasets import LOCAL_SCORE_SOURCE, ScoreReference, generated_data_dir, local_score_reference
+from utils.datasets.core import ScoreReference
+from utils.datasets.generated import LOCAL_SCORE_SOURCE, generated_data_dir, local_score_reference
 from utils.errors import UserInputError
 from utils.files import written_atomically
 

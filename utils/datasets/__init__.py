@@ -1,0 +1,87 @@
+"""Offline datasets by name or file, one `load_dataset` in front of every source:
+
+- `d4rl`: the D4RL MuJoCo v2 sets, read from D4RL's cache or downloaded;
+- `hdf5`: any D4RL-format HDF5 file (`--dataset_path`);
+- `minari_ids`: Minari datasets by id;
+- `generated`: the sets this project makes (toy-multimodal, the four-goal Fetch tasks, local/...).
+Each ends in `core.transitions_from_arrays`, so every dataset has the same form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from pathlib import Path
+
+from utils.datasets import generated
+from utils.datasets.core import Dataset, ScoreReference, transitions_from_arrays
+from utils.datasets.d4rl import D4RL_ENVS, D4RL_NAMES, D4RL_QUALITIES, d4rl_score_for_env, load_d4rl
+from utils.datasets.hdf5 import load_hdf5_file
+from utils.datasets.minari_ids import load_minari
+from utils.errors import UserInputError
+
+__all__ = ["Dataset", "ScoreReference", "load_dataset", "transitions_from_arrays", "user_score_reference"]
+
+
+def load_dataset(
+    env_name: str,
+    *,
+    dataset_path: str | os.PathLike | None = None,
+    eval_env: str | None = None,
+    d4rl_dir: str | os.PathLike | None = None,
+    dataset_url: str | None = None,
+    toy_size: int = 10_000,
+    fetch_starts: int = 200,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
+) -> Dataset:
+    """Load a dataset by name (D4RL v2, Minari id, toy-multimodal, fetch*-fourgoal-v0,
+    local/<env>-<quality>-v0) or from a D4RL-format file.
+
+    `eval_env`, when given, replaces the dataset's evaluation env (with no extra kwargs); it is required
+    with `dataset_path`. `ref_min_score`/`ref_max_score`, when both given, replace the score reference.
+    """
+    user_score = user_score_reference(ref_min_score, ref_max_score)
+    name = env_name.lower()
+    if dataset_path is not None:
+        dataset = load_hdf5_file(Path(dataset_path), eval_env, eval_env and d4rl_score_for_env(eval_env))
+    elif name == generated.TOY_NAME:
+        dataset = generated.load_toy(toy_size, seed)
+    elif name in generated.FETCH_TASKS:
+        dataset = generated.load_fetch(name, fetch_starts, seed, data_dir)
+    elif name.startswith(generated.LOCAL_PREFIX):
+        dataset = generated.load_local(name.removeprefix(generated.LOCAL_PREFIX), data_dir)
+    elif "/" in env_name:
+        dataset = load_minari(env_name, eval_env)
+    elif name in D4RL_NAMES:
+        dataset = load_d4rl(name, d4rl_dir, dataset_url)
+    else:
+        raise UserInputError(_unknown_name_message(env_name))
+    if eval_env is not None:
+        dataset = dataclasses.replace(dataset, eval_env_id=eval_env, eval_env_kwargs={})
+    if user_score is not None:
+        dataset = dataclasses.replace(dataset, score=user_score)
+    return dataset
+
+
+def user_score_reference(ref_min_score: float | None, ref_max_score: float | None) -> ScoreReference | None:
+    if ref_min_score is None and ref_max_score is None:
+        return None
+    if ref_min_score is None or ref_max_score is None:
+        raise UserInputError("give both --ref_min_score and --ref_max_score, or neither")
+    return ScoreReference(float(ref_min_score), float(ref_max_score), "user")
+
+
+def _unknown_name_message(env_name: str) -> str:
+    known = D4RL_NAMES + (generated.TOY_NAME, *generated.FETCH_TASKS)
+    matches = difflib.get_close_matches(env_name.lower(), known, n=3)
+    suggestion = f"; did you mean {', '.join(matches)}?" if matches else "."
+    return (
+        f"unknown dataset {env_name!r}{suggestion} Known names: the D4RL MuJoCo v2 sets "
+        f"({{{','.join(D4RL_ENVS)}}}-{{{','.join(D4RL_QUALITIES)}}}-v2), {generated.TOY_NAME}, "
+        f"{', '.join(generated.FETCH_TASKS)}; Minari ids look like "
+        "mujoco/halfcheetah/medium-v0; for your own D4RL-format file use --dataset_path FILE --eval_env ENV_ID"
+    )

@@ -1,0 +1,104 @@
+"""D4RL MuJoCo v2: the dataset names, their evaluation envs and reference returns, and the download.
+
+Files are read from D4RL's own cache folder under D4RL's file names, so downloads made by D4RL are reused.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import urllib.request
+from pathlib import Path
+from typing import NamedTuple
+
+from tqdm import tqdm
+
+from utils.datasets.core import Dataset, ScoreReference, one_line, transitions_from_arrays
+from utils.datasets.hdf5 import read_hdf5
+from utils.errors import UserInputError
+from utils.files import written_atomically
+
+D4RL_ENVS = ("halfcheetah", "hopper", "walker2d", "ant")
+D4RL_QUALITIES = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
+D4RL_NAMES = tuple(f"{env}-{quality}-v2" for env in D4RL_ENVS for quality in D4RL_QUALITIES)
+D4RL_DEFAULT_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2"
+D4RL_DEFAULT_DIR = "~/.d4rl/datasets"  # D4RL's own cache: downloads made by D4RL are reused
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+DOWNLOAD_TIMEOUT_S = 60
+
+
+class D4RLTask(NamedTuple):
+    eval_env_id: str
+    eval_env_kwargs: dict
+    score: ScoreReference
+
+
+# The v2 data came from gym's v3 MuJoCo envs; gymnasium's v4 envs share their models and observation layout.
+# gym's v3 Ant observed contact forces (111 dims); gymnasium's Ant-v4 does so only when asked.
+D4RL_TASKS = {
+    "halfcheetah": D4RLTask("HalfCheetah-v4", {}, ScoreReference(-280.178953, 12135.0, "D4RL")),
+    "hopper": D4RLTask("Hopper-v4", {}, ScoreReference(-20.272305, 3234.3, "D4RL")),
+    "walker2d": D4RLTask("Walker2d-v4", {}, ScoreReference(1.629008, 4592.3, "D4RL")),
+    "ant": D4RLTask("Ant-v4", {"use_contact_forces": True}, ScoreReference(-325.6, 3879.7, "D4RL")),
+}
+
+
+def d4rl_score_for_env(env_id: str) -> ScoreReference | None:
+    """D4RL's reference scores when the env is one of D4RL's MuJoCo tasks (any version, module: prefix allowed)."""
+    match = re.fullmatch(r"(?:.*:)?(?:.*/)?([A-Za-z0-9]+)-v\d+", env_id)
+    task = D4RL_TASKS.get(match.group(1).lower()) if match else None
+    return task.score if task else None
+
+
+def d4rl_file_name(name: str) -> str:
+    """File name on D4RL's server and in its cache, e.g. hopper-medium-replay-v2 -> hopper_medium_replay-v2.hdf5."""
+    env, quality = name.lower().removesuffix("-v2").split("-", 1)
+    return f"{env}_{quality.replace('-', '_')}-v2.hdf5"
+
+
+def d4rl_dir(override: str | os.PathLike | None = None) -> Path:
+    """Folder holding D4RL files: the argument, else $D4RL_DATASET_DIR, else D4RL's default cache."""
+    return Path(override or os.environ.get("D4RL_DATASET_DIR") or D4RL_DEFAULT_DIR).expanduser()
+
+
+def load_d4rl(name: str, folder: str | os.PathLike | None, url: str | None) -> Dataset:
+    path = d4rl_dir(folder) / d4rl_file_name(name)
+    if not path.exists():
+        base = url or os.environ.get("D4RL_DATASET_URL") or D4RL_DEFAULT_URL
+        download(f"{base.rstrip('/')}/{path.name}", path)
+    task = D4RL_TASKS[name.split("-", 1)[0]]
+    return transitions_from_arrays(
+        name,
+        **read_hdf5(path),
+        eval_env_id=task.eval_env_id,
+        eval_env_kwargs=task.eval_env_kwargs,
+        score=task.score,
+        source=str(path),
+    )
+
+
+def download(url: str, path: Path) -> None:
+    """Fetch `url` to `path`; the file appears only when complete (a unique temp file makes parallel runs safe)."""
+    try:
+        with written_atomically(path) as partial:
+            _fetch(url, partial, path.name)
+    except (OSError, http.client.HTTPException, ValueError) as err:
+        raise UserInputError(
+            f"could not download {url} ({one_line(err)}); put {path.name} in {path.parent} by hand, "
+            "or use --dataset_url URL (or D4RL_DATASET_URL) for a mirror, "
+            "or --d4rl_dir DIR (or D4RL_DATASET_DIR) for a folder that has it"
+        ) from err
+
+
+def _fetch(url: str, target: Path, label: str) -> None:
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(target, "wb") as out:
+        expected = int(response.headers.get("Content-Length") or 0) or None
+        written = 0
+        with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=f"downloading {label}") as bar:
+            while chunk := response.read(DOWNLOAD_CHUNK_BYTES):
+                out.write(chunk)
+                written += len(chunk)
+                bar.update(len(chunk))
+    if expected is not None and written != expected:
+        raise OSError(f"connection closed after {written} of {expected} bytes")

@@ -1,0 +1,94 @@
+"""Datasets this project makes: the toy task (in memory, from the seed), the four-goal Fetch sets (made by
+the scripted experts on first use, then read from the data folder) and the local locomotion sets that
+`python -m scripts.collect_dataset` writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import h5py
+from tqdm import tqdm
+
+import envs
+from datagen import fetch, toy
+from envs import toy_multimodal
+from utils.datasets.core import Dataset, ScoreReference, transitions_from_arrays
+from utils.datasets.d4rl import d4rl_score_for_env
+from utils.datasets.hdf5 import HDF5_OPTIONAL_KEYS, HDF5_REQUIRED_KEYS, read_hdf5
+from utils.errors import UserInputError
+from utils.files import written_atomically
+
+TOY_NAME = "toy-multimodal"
+FETCH_REACH_NAME = "fetchreach-fourgoal-v0"
+FETCH_PUSH_NAME = "fetchpush-fourgoal-v0"
+FETCH_PICK_NAME = "fetchpick-fourgoal-v0"
+FETCH_TASKS = {FETCH_REACH_NAME: "reach", FETCH_PUSH_NAME: "push", FETCH_PICK_NAME: "pick"}  # envs.fetch_fourgoal.TASKS
+GENERATED_DEFAULT_DIR = "~/.cache/lom/datasets"  # datasets this project makes (override: $LOM_DATA_DIR)
+LOCAL_PREFIX = "local/"  # local/<env>-<quality>-v0: made by scripts/collect_dataset.py, read from <data dir>/local
+LOCAL_SCORE_SOURCE = "D4RL reference returns"  # local sets are scored with D4RL's constants, labelled as such
+
+
+def generated_data_dir(folder: str | os.PathLike | None = None) -> Path:
+    """Folder of the datasets this project makes: the argument, else $LOM_DATA_DIR, else the cache."""
+    return Path(folder or os.environ.get("LOM_DATA_DIR") or GENERATED_DEFAULT_DIR).expanduser()
+
+
+def local_score_reference(env_id: str) -> ScoreReference | None:
+    """D4RL's reference returns for data collected here on one of D4RL's tasks, labelled as such."""
+    score = d4rl_score_for_env(env_id)
+    return None if score is None else dataclasses.replace(score, source=LOCAL_SCORE_SOURCE)
+
+
+def load_toy(size: int, seed: int) -> Dataset:
+    return transitions_from_arrays(
+        TOY_NAME,
+        **toy.make_dataset(size, seed),
+        eval_env_id=envs.TOY_ENV_ID,
+        score=ScoreReference(toy_multimodal.RANDOM_POLICY_REWARD, toy_multimodal.OPTIMAL_REWARD, TOY_NAME),
+        source=f"generated from seed {seed} ({size} rows)",
+    )
+
+
+def load_fetch(name: str, starts: int, seed: int, folder: str | os.PathLike | None) -> Dataset:
+    """A four-goal Fetch set (`FETCH_TASKS`), made on first use by the scripted experts and kept in the
+    data folder: later runs read the file."""
+    path = generated_data_dir(folder) / f"{name}_data{fetch.DATA_VERSION}_seed{seed}_starts{starts}.hdf5"
+    if not path.exists():
+        _write_fetch(path, FETCH_TASKS[name], starts, seed)
+    with h5py.File(path, "r") as file:
+        low, high = float(file.attrs["ref_min_score"]), float(file.attrs["ref_max_score"])
+    return transitions_from_arrays(
+        name, **read_hdf5(path), eval_env_id=envs.FETCH_FOUR_GOAL_IDS[FETCH_TASKS[name]],
+        score=ScoreReference(low, high, "random policy = 0, expert to goal 1 = 100"), source=str(path),
+    )
+
+
+def _write_fetch(path: Path, task: str, starts: int, seed: int) -> None:
+    tqdm.write(f"making {path.name}: {starts} start states x 4 goals x {envs.FETCH_EPISODE_STEPS} steps")
+    data = fetch.make_dataset(starts, seed, task=task)
+    with written_atomically(path) as partial, h5py.File(partial, "w") as file:
+        for key in HDF5_REQUIRED_KEYS + HDF5_OPTIONAL_KEYS:
+            file[key] = data[key]
+        for key in ("ref_min_score", "ref_max_score", "expert_success"):
+            file.attrs[key] = data[key]
+
+
+def load_local(name: str, folder: str | os.PathLike | None) -> Dataset:
+    """A file written by scripts/collect_dataset.py; it names its env, scored by D4RL's reference returns."""
+    root = generated_data_dir(folder) / "local"
+    path = root / f"{name}.hdf5"
+    if not path.is_file():
+        env = name.split("-", 1)[0]
+        raise UserInputError(
+            f"no local dataset {path}; make it with: python -m scripts.collect_dataset --env {env} --out {root}"
+        )
+    with h5py.File(path, "r") as file:
+        env_id = str(file.attrs.get("env_id", ""))
+    if not env_id:
+        raise UserInputError(f"{path} names no env (attribute env_id); use --dataset_path {path} --eval_env ENV_ID")
+    return transitions_from_arrays(
+        f"{LOCAL_PREFIX}{name}", **read_hdf5(path), eval_env_id=env_id, score=local_score_reference(env_id),
+        source=str(path)
+    )
