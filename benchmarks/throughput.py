@@ -46,8 +46,8 @@ import torch
 from agents.base import optimise
 from agents.lom import LOM, LOMSettings
 from utils.buffer import Buffer
-from utils.datasets import Dataset, transitions_from_arrays
-from utils.datasets.d4rl import D4RL_TASKS
+from utils.d4rl_tasks import D4RL_TASKS
+from utils.dataset import Dataset, transitions_from_arrays
 from utils.errors import UserInputError
 from utils.evaluation import Evaluator, torch_policy
 from utils.runtime import resolve_device, seed_everything
@@ -64,7 +64,7 @@ BENCHMARKS = ("mdn_pretrain", "mdn_table", "lom_update", "lom_value", "lom_hyper
 class Preset:
     """A D4RL dataset's shape and the released code's per-dataset settings for it."""
 
-    env: str  # key of utils.datasets.D4RL_TASKS: the evaluation env
+    env: str  # key of utils.d4rl_tasks.D4RL_TASKS: the evaluation env
     obs_dim: int
     act_dim: int
     size: int

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.datasets.core import ScoreReference
-from utils.datasets.generated import LOCAL_SCORE_SOURCE, generated_data_dir, local_score_reference
+from utils.d4rl_tasks import LOCAL_SCORE_SOURCE, local_score_reference
+from utils.dataset import ScoreReference
+from utils.files import generated_data_dir
 from utils.errors import UserInputError
 from utils.files import written_atomically
 

@@ -29,7 +29,7 @@ import torch
 from agents.lom import LOM, LOMSettings
 from trainer.pretraining import pretrain_until_converged
 from utils.buffer import Buffer
-from utils.datasets import transitions_from_arrays
+from utils.dataset import transitions_from_arrays
 from utils.logger import RunLogger
 
 SIZE, OBS_DIM, ACT_DIM, MODES, EPISODE = 202_000, 17, 6, 5, 1000

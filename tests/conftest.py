@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from envs import fetch_fourgoal
-from utils.datasets import load_dataset
+from datasources import load_dataset
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from networks.policies import GaussianPolicy
 from test_train import read_progress, run_dirs, train
 from utils.buffer import Buffer
 from trainer.config import parse_config
-from utils.datasets import transitions_from_arrays
+from utils.dataset import transitions_from_arrays
 from utils.errors import UserInputError
 
 ROOT = Path(__file__).resolve().parent.parent

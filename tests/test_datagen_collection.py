@@ -17,8 +17,9 @@ import pytest
 pytest.importorskip("stable_baselines3")
 
 from datagen.collection import Collection, Settings, Snapshot, choose_medium  # noqa: E402
-from utils.datasets import ScoreReference, load_dataset  # noqa: E402
-from utils.datasets.generated import local_score_reference  # noqa: E402
+from datasources import load_dataset  # noqa: E402
+from utils.d4rl_tasks import local_score_reference  # noqa: E402
+from utils.dataset import ScoreReference  # noqa: E402
 from utils.errors import UserInputError  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -70,7 +70,7 @@ def test_dataset_has_one_expert_trajectory_per_goal_from_each_start_state():
 
 
 def test_fetch_name_generates_the_data_once_and_scores_against_its_references(tmp_path):
-    from utils.datasets import load_dataset
+    from datasources import load_dataset
 
     first = load_dataset("FetchReach-FourGoal-v0", fetch_starts=2, seed=1, data_dir=tmp_path)
     (path,) = tmp_path.glob("*.hdf5")
@@ -83,7 +83,7 @@ def test_fetch_name_generates_the_data_once_and_scores_against_its_references(tm
 
 
 def test_evaluation_logs_where_episodes_end(tmp_path):
-    from utils.datasets import load_dataset
+    from datasources import load_dataset
     from utils.evaluation import Evaluator
 
     dataset = load_dataset("fetchreach-fourgoal-v0", fetch_starts=1, seed=0, data_dir=tmp_path)
@@ -123,7 +123,7 @@ def test_push_expert_never_lifts_the_cube():
 
 
 def test_push_data_file_round_trip(tmp_path):
-    from utils.datasets import load_dataset
+    from datasources import load_dataset
 
     first = load_dataset("fetchpush-fourgoal-v0", fetch_starts=2, data_dir=tmp_path)
     (path,) = tmp_path.glob("*.hdf5")
@@ -146,7 +146,7 @@ def test_push_data_file_round_trip(tmp_path):
 
 
 def test_unknown_name_suggests_the_fetch_sets():
-    from utils.datasets import load_dataset
+    from datasources import load_dataset
     from utils.errors import UserInputError
 
     with pytest.raises(UserInputError, match="did you mean fetchpick-fourgoal-v0") as caught:

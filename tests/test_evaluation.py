@@ -7,7 +7,8 @@ import torch
 
 import envs  # noqa: F401  (registers ToyMultimodal-v0)
 from envs import toy_multimodal
-from utils.datasets import ScoreReference, load_dataset, transitions_from_arrays
+from datasources import load_dataset
+from utils.dataset import ScoreReference, transitions_from_arrays
 from utils.errors import UserInputError
 from utils.evaluation import Evaluator, torch_policy
 

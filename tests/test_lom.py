@@ -14,7 +14,7 @@ from agents.bc import BC, BCSettings
 from agents.lom import LOM, LOMSettings
 from datagen import toy
 from utils.buffer import Buffer
-from utils.datasets import transitions_from_arrays
+from utils.dataset import transitions_from_arrays
 
 CPU = torch.device("cpu")
 DISCOUNT = 0.99

@@ -19,7 +19,7 @@ import envs  # noqa: F401
 from agents.lom import LOM, LOMSettings
 from networks.mdn import LOG_STD_MAX, LOG_STD_MIN
 from utils.buffer import STD_FLOOR, Buffer
-from utils.datasets import transitions_from_arrays
+from utils.dataset import transitions_from_arrays
 
 OBS, ACT, M, K = 3, 2, 3, 2
 SETTINGS = dict(num_mixtures=M, K=K, hidden=16, mdn_hidden=16, beta=2.0, C=3.0, ac_rand=0.1, smooth_noise=0.2)

@@ -10,7 +10,7 @@ from agents.lom import HELD_OUT_MAX_ROWS, LOM, LOMSettings
 from trainer.config import parse_config
 from trainer.pretraining import pretrain_key, pretrain_until_converged
 from utils.buffer import Buffer
-from utils.datasets import load_dataset
+from datasources import load_dataset
 from utils.logger import RunLogger
 from utils.pretrain_cache import cache_file, load_pretrained, save_pretrained
 

@@ -5,7 +5,8 @@ import torch
 from agents import AGENTS
 from agents.base import Agent
 from utils.buffer import Buffer
-from utils.datasets import Dataset, load_dataset
+from datasources import load_dataset
+from utils.dataset import Dataset
 from utils.settings import Config
 
 

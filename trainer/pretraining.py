@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from agents.base import Agent
 from utils.buffer import Buffer
-from utils.datasets import Dataset
+from utils.dataset import Dataset
 from utils.logger import RunLogger
 from utils.pretrain_cache import cache_file, load_pretrained, save_pretrained
 from utils.runtime import raise_if_diverged

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from utils.datasets import Dataset
+from utils.dataset import Dataset
 
 STD_FLOOR = 1e-3  # keeps constant features finite; the authors' code adds noise instead (`scaler_noise`)
 

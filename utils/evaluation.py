@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 import envs  # noqa: F401  (registers the tasks we ship, so their ids resolve)
-from utils.datasets import Dataset
+from utils.dataset import Dataset
 from utils.errors import UserInputError
 
 Policy = Callable[[np.ndarray], np.ndarray]

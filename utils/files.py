@@ -1,10 +1,18 @@
-"""Files that appear only when complete: a crash, a kill or an error never leaves a half-written one."""
+"""Where generated data lives, and files that appear only when complete: a crash, a kill or an error never
+leaves a half-written one."""
 
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+GENERATED_DEFAULT_DIR = "~/.cache/lom/datasets"  # datasets this project makes (override: $LOM_DATA_DIR)
+
+
+def generated_data_dir(folder: str | os.PathLike | None = None) -> Path:
+    """Folder of the datasets this project makes: the argument, else $LOM_DATA_DIR, else the cache."""
+    return Path(folder or os.environ.get("LOM_DATA_DIR") or GENERATED_DEFAULT_DIR).expanduser()
 
 
 @contextmanager

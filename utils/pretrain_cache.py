@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.datasets import Dataset
+from utils.dataset import Dataset
 from utils.files import written_atomically
 
 

@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 
-from utils.datasets import user_score_reference
+from utils.dataset import user_score_reference
 from utils.errors import UserInputError
 
 

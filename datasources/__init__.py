@@ -4,7 +4,8 @@
 - `hdf5`: any D4RL-format HDF5 file (`--dataset_path`);
 - `minari_ids`: Minari datasets by id;
 - `generated`: the sets this project makes (toy-multimodal, the four-goal Fetch tasks, local/...).
-Each ends in `core.transitions_from_arrays`, so every dataset has the same form.
+Each ends in `utils.dataset.transitions_from_arrays`, so every dataset has the same form. This package
+sits above `datagen/`, which makes the generated sets on first use, and below the trainer.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import difflib
 import os
 from pathlib import Path
 
-from utils.datasets import generated
-from utils.datasets.core import Dataset, ScoreReference, transitions_from_arrays
-from utils.datasets.d4rl import D4RL_ENVS, D4RL_NAMES, D4RL_QUALITIES, d4rl_score_for_env, load_d4rl
-from utils.datasets.hdf5 import load_hdf5_file
-from utils.datasets.minari_ids import load_minari
+from datasources import generated
+from datasources.d4rl import D4RL_ENVS, D4RL_NAMES, D4RL_QUALITIES, load_d4rl
+from datasources.hdf5 import load_hdf5_file
+from datasources.minari_ids import load_minari
+from utils.d4rl_tasks import d4rl_score_for_env
+from utils.dataset import Dataset, user_score_reference
 from utils.errors import UserInputError
-
-__all__ = ["Dataset", "ScoreReference", "load_dataset", "transitions_from_arrays", "user_score_reference"]
 
 
 def load_dataset(
@@ -65,14 +65,6 @@ def load_dataset(
     if user_score is not None:
         dataset = dataclasses.replace(dataset, score=user_score)
     return dataset
-
-
-def user_score_reference(ref_min_score: float | None, ref_max_score: float | None) -> ScoreReference | None:
-    if ref_min_score is None and ref_max_score is None:
-        return None
-    if ref_min_score is None or ref_max_score is None:
-        raise UserInputError("give both --ref_min_score and --ref_max_score, or neither")
-    return ScoreReference(float(ref_min_score), float(ref_max_score), "user")
 
 
 def _unknown_name_message(env_name: str) -> str:

@@ -1,4 +1,4 @@
-"""utils/datasets/ on real files: HDF5 written here, a loopback HTTP server, a Minari dataset made here."""
+"""datasources/ on real files: HDF5 written here, a loopback HTTP server, a Minari dataset made here."""
 
 import functools
 import http.server
@@ -9,8 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from utils.datasets import Dataset, ScoreReference, load_dataset, transitions_from_arrays
-from utils.datasets.d4rl import D4RL_NAMES, d4rl_file_name
+from datasources import load_dataset
+from datasources.d4rl import D4RL_NAMES, d4rl_file_name
+from utils.dataset import Dataset, ScoreReference, transitions_from_arrays
 from utils.errors import UserInputError
 
 HOPPER_OBS_DIM, HOPPER_ACT_DIM = 11, 3

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec, WrapperSpec
 
-from utils.datasets.core import Dataset, ScoreReference, one_line, transitions_from_arrays
+from utils.dataset import Dataset, ScoreReference, one_line, transitions_from_arrays
 from utils.errors import UserInputError
 
 

@@ -181,3 +181,11 @@ def _check_rows(array: np.ndarray, key: str, size: int, source: str) -> None:
 
 def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
+
+
+def user_score_reference(ref_min_score: float | None, ref_max_score: float | None) -> ScoreReference | None:
+    if ref_min_score is None and ref_max_score is None:
+        return None
+    if ref_min_score is None or ref_max_score is None:
+        raise UserInputError("give both --ref_min_score and --ref_max_score, or neither")
+    return ScoreReference(float(ref_min_score), float(ref_max_score), "user")

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import urllib.request
 from pathlib import Path
-from typing import NamedTuple
 
 from tqdm import tqdm
 
-from utils.datasets.core import Dataset, ScoreReference, one_line, transitions_from_arrays
-from utils.datasets.hdf5 import read_hdf5
+from datasources.hdf5 import read_hdf5
+from utils.d4rl_tasks import D4RL_TASKS
+from utils.dataset import Dataset, one_line, transitions_from_arrays
 from utils.errors import UserInputError
 from utils.files import written_atomically
 
@@ -26,29 +25,6 @@ D4RL_DEFAULT_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco
 D4RL_DEFAULT_DIR = "~/.d4rl/datasets"  # D4RL's own cache: downloads made by D4RL are reused
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 DOWNLOAD_TIMEOUT_S = 60
-
-
-class D4RLTask(NamedTuple):
-    eval_env_id: str
-    eval_env_kwargs: dict
-    score: ScoreReference
-
-
-# The v2 data came from gym's v3 MuJoCo envs; gymnasium's v4 envs share their models and observation layout.
-# gym's v3 Ant observed contact forces (111 dims); gymnasium's Ant-v4 does so only when asked.
-D4RL_TASKS = {
-    "halfcheetah": D4RLTask("HalfCheetah-v4", {}, ScoreReference(-280.178953, 12135.0, "D4RL")),
-    "hopper": D4RLTask("Hopper-v4", {}, ScoreReference(-20.272305, 3234.3, "D4RL")),
-    "walker2d": D4RLTask("Walker2d-v4", {}, ScoreReference(1.629008, 4592.3, "D4RL")),
-    "ant": D4RLTask("Ant-v4", {"use_contact_forces": True}, ScoreReference(-325.6, 3879.7, "D4RL")),
-}
-
-
-def d4rl_score_for_env(env_id: str) -> ScoreReference | None:
-    """D4RL's reference scores when the env is one of D4RL's MuJoCo tasks (any version, module: prefix allowed)."""
-    match = re.fullmatch(r"(?:.*:)?(?:.*/)?([A-Za-z0-9]+)-v\d+", env_id)
-    task = D4RL_TASKS.get(match.group(1).lower()) if match else None
-    return task.score if task else None
 
 
 def d4rl_file_name(name: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from utils.datasets.core import Dataset, ScoreReference, one_line, transitions_from_arrays
+from utils.dataset import Dataset, ScoreReference, one_line, transitions_from_arrays
 from utils.errors import UserInputError
 
 HDF5_REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")

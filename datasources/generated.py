@@ -4,7 +4,6 @@ the scripted experts on first use, then read from the data folder) and the local
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -13,32 +12,19 @@ from tqdm import tqdm
 
 import envs
 from datagen import fetch, toy
+from datasources.hdf5 import HDF5_OPTIONAL_KEYS, HDF5_REQUIRED_KEYS, read_hdf5
 from envs import toy_multimodal
-from utils.datasets.core import Dataset, ScoreReference, transitions_from_arrays
-from utils.datasets.d4rl import d4rl_score_for_env
-from utils.datasets.hdf5 import HDF5_OPTIONAL_KEYS, HDF5_REQUIRED_KEYS, read_hdf5
+from utils.d4rl_tasks import local_score_reference
+from utils.dataset import Dataset, ScoreReference, transitions_from_arrays
 from utils.errors import UserInputError
-from utils.files import written_atomically
+from utils.files import generated_data_dir, written_atomically
 
 TOY_NAME = "toy-multimodal"
 FETCH_REACH_NAME = "fetchreach-fourgoal-v0"
 FETCH_PUSH_NAME = "fetchpush-fourgoal-v0"
 FETCH_PICK_NAME = "fetchpick-fourgoal-v0"
 FETCH_TASKS = {FETCH_REACH_NAME: "reach", FETCH_PUSH_NAME: "push", FETCH_PICK_NAME: "pick"}  # envs.fetch_fourgoal.TASKS
-GENERATED_DEFAULT_DIR = "~/.cache/lom/datasets"  # datasets this project makes (override: $LOM_DATA_DIR)
 LOCAL_PREFIX = "local/"  # local/<env>-<quality>-v0: made by scripts/collect_dataset.py, read from <data dir>/local
-LOCAL_SCORE_SOURCE = "D4RL reference returns"  # local sets are scored with D4RL's constants, labelled as such
-
-
-def generated_data_dir(folder: str | os.PathLike | None = None) -> Path:
-    """Folder of the datasets this project makes: the argument, else $LOM_DATA_DIR, else the cache."""
-    return Path(folder or os.environ.get("LOM_DATA_DIR") or GENERATED_DEFAULT_DIR).expanduser()
-
-
-def local_score_reference(env_id: str) -> ScoreReference | None:
-    """D4RL's reference returns for data collected here on one of D4RL's tasks, labelled as such."""
-    score = d4rl_score_for_env(env_id)
-    return None if score is None else dataclasses.replace(score, source=LOCAL_SCORE_SOURCE)
 
 
 def load_toy(size: int, seed: int) -> Dataset:
