@@ -2,6 +2,7 @@
 
 An agent owns its networks and optimisers and draws its own batches from the Buffer. It never parses
 flags, opens files or logs: `update` returns metrics as tensors on the device, read only at log time.
+tests/test_agent_contract.py checks every agent in the registry against what this file promises.
 """
 
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ def optimise(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
 
 @dataclass
 class AgentSettings:
-    """Hyperparameters of an agent; each field becomes a command-line flag."""
+    """Hyperparameters of an agent; each field becomes a command-line flag. Name batch sizes `*batch_size`,
+    layer widths `*hidden` and pretraining step caps `*_steps`: the dataset-size check and the contract
+    tests find them by those suffixes."""
 
 
 class Agent(nn.Module):
