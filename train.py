@@ -4,6 +4,7 @@ The run follows the paper's Algorithm 1: pretrain the behaviour model (LOM's MDN
 agent updates with periodic evaluations of the deterministic policy. The pieces live in `trainer/`.
 """
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -11,43 +12,69 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from trainer.build import load_data, make_agent, make_buffer, wandb_options
-from trainer.config import parse_config, saved_config
-from trainer.loop import restore, train
+from trainer.build import check_output_folders, load_data, make_agent, make_buffer, wandb_options
+from trainer.config import parse_config, record_training_steps, resumed_config
+from trainer.loop import StopRequests, restore, train
 from trainer.pretraining import pretrain
-from utils.checkpoints import load_latest_checkpoint
+from utils.checkpoints import checkpoints, load_latest_checkpoint
 from utils.errors import Interrupted, TrainingDiverged, UserInputError
 from utils.evaluation import Evaluator
 from utils.logger import RunLogger, latest_unfinished_run, run_directory, wandb_problem
+from utils.runlock import RunLock
 from utils.runtime import resolve_device, seed_everything
 from utils.settings import Config, check_against_dataset
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes use seed + this, apart from the training streams
 
 
-def run(config: Config) -> dict:
-    """Everything that can fail on bad input happens before the run directory is made."""
-    resume_dir = None
-    if config.run.resume not in ("", "auto"):
-        resume_dir = Path(config.run.resume)
-        config = saved_config(resume_dir)
-    seed_everything(config.run.seed)
-    torch.use_deterministic_algorithms(config.run.deterministic)
-    device = resolve_device(config.run.device)
-    dataset = load_data(config)
-    if config.run.resume == "auto":
-        resume_dir = latest_unfinished_run(config.run.log_path, dataset.name, config.run.agent, config.run.seed)
-    checkpoint = load_latest_checkpoint(resume_dir) if resume_dir else None
-    if resume_dir is not None and checkpoint is None:
-        raise UserInputError(f"--resume {resume_dir}: no checkpoint there to continue from")
-    check_against_dataset(config, dataset.size)
-    if config.run.enable_wandb and (problem := wandb_problem()):
-        raise UserInputError(problem)
-    evaluator = Evaluator(dataset, config.run.eval_episodes, config.run.seed + EVAL_SEED_OFFSET)
-    buffer = make_buffer(config, dataset, device)
-    agent = make_agent(config, buffer)
+def run(config: Config, signals: StopRequests) -> dict:
+    """Everything that can fail on bad input happens before the run directory is made or touched."""
+    lock, resume_dir = None, None
+    try:
+        if config.run.resume not in ("", "auto"):
+            resume_dir = Path(config.run.resume)
+            config = resumed_config(config, resume_dir, compare_all=False)
+            lock = RunLock(resume_dir).acquire()  # before anything else: a second writer stops at once
+        seed_everything(config.run.seed)
+        torch.use_deterministic_algorithms(config.run.deterministic)
+        device = resolve_device(config.run.device)
+        check_output_folders(config)
+        dataset = load_data(config)
+        if config.run.resume == "auto":
+            resume_dir = latest_unfinished_run(config.run.log_path, dataset.name, config.run.agent, config.run.seed)
+            if resume_dir is not None:
+                config = resumed_config(config, resume_dir, compare_all=True)
+                lock = RunLock(resume_dir).acquire()
+        if resume_dir is not None and (summary := finished_summary(resume_dir, config.run.training_steps)):
+            tqdm.write(f"{resume_dir} is finished: {summary['steps']} steps, final score "
+                       f"{summary.get('final_score', summary.get('final_return'))}; nothing to do (raise "
+                       "--training_steps to extend it)")
+            return summary
+        checkpoint = load_latest_checkpoint(resume_dir) if resume_dir else None
+        if resume_dir is not None and checkpoint is None:
+            raise UserInputError(f"--resume {resume_dir}: no checkpoint there to continue from")
+        check_against_dataset(config, dataset.size)
+        if config.run.enable_wandb and (problem := wandb_problem()):
+            raise UserInputError(problem)
+        evaluator = Evaluator(dataset, config.run.eval_episodes, config.run.seed + EVAL_SEED_OFFSET)
+        buffer = make_buffer(config, dataset, device)
+        agent = make_agent(config, buffer)
 
-    run_dir = resume_dir or run_directory(config.run.log_path, dataset.name, config.run.agent, config.run.seed)
+        if resume_dir is None:
+            lock = RunLock(run_directory(config.run.log_path, dataset.name, config.run.agent, config.run.seed))
+            lock.acquire()
+        else:
+            extend(resume_dir, config.run.training_steps)
+        signals.defer()  # from here on the run has a directory: a signal stops it at the next step, cleanly
+        return train_in(lock.path.parent, config, dataset, device, evaluator, buffer, agent, checkpoint, signals)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def train_in(run_dir: Path, config: Config, dataset, device, evaluator, buffer, agent, checkpoint,
+             signals: StopRequests) -> dict:
+    """Algorithm 1 in the run directory: pretrain (or restore the checkpoint), then train and evaluate."""
     tqdm.write(f"{'resuming' if checkpoint else 'run directory:'} {run_dir}")
     tqdm.write(f"settings from {', '.join(config.files) or 'flags and defaults only'}")
     try:
@@ -55,17 +82,25 @@ def run(config: Config) -> dict:
                                                         "dataset_source": dataset.source, "device": str(device)},
                            wandb_options(config, dataset), checkpoint and checkpoint["logger"])
     except BaseException:
+        evaluator.close()
         if checkpoint is None:
             shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run directory when logging cannot start
         raise
     try:
         if checkpoint is None:
-            pretrain(agent, buffer, dataset, config, logger)
+            pretrain(agent, buffer, dataset, config, logger, signals)
             # Re-seeded so the main loop is the same whether the behaviour model was trained or loaded.
             torch.manual_seed(config.run.seed + 1)
         else:
             restore(agent, buffer, checkpoint)
-        summary = train(agent, buffer, evaluator, logger, config, checkpoint)
+        summary = train(agent, buffer, evaluator, logger, config, signals, checkpoint)
+    except Interrupted as stop:
+        if checkpoints(run_dir):
+            raise
+        logger.close()
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing to resume from: --resume auto would skip it
+        raise Interrupted(f"{stop}; the run had no checkpoint yet, so {run_dir} was removed: run the same "
+                          "command again to start over", stop.signal_number) from None
     finally:
         logger.close()
         evaluator.close()
@@ -73,18 +108,34 @@ def run(config: Config) -> dict:
     return summary
 
 
+def finished_summary(run_dir: Path, training_steps: int) -> dict | None:
+    """The run's summary when it has trained `training_steps` steps already, else None."""
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("steps", 0) >= training_steps else None
+
+
+def extend(run_dir: Path, training_steps: int) -> None:
+    """A run asked to go further than it was set to: its config.json says so, and it is unfinished again."""
+    record_training_steps(run_dir, training_steps)
+    (run_dir / "summary.json").unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    try:
-        run(parse_config(argv))
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    except Interrupted as stop:
-        print(str(stop), file=sys.stderr)
-        return 128 + stop.signal_number
+    with StopRequests() as signals:
+        try:
+            run(parse_config(argv), signals)
+        except UserInputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except TrainingDiverged as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 3
+        except Interrupted as stop:
+            print(str(stop), file=sys.stderr)
+            return 128 + stop.signal_number
     return 0
 
 

@@ -27,11 +27,13 @@ NUM_CRITICS = 2
 class AWACSettings(AgentSettings):
     awac_lambda: float = setting(1.0, "lambda, the advantage temperature: weight exp(A / lambda)", above=0)
     exp_adv_max: float = setting(100.0, "upper clip of the advantage weight", above=0)
-    batch_size: int = setting(256, "batch size of the critic and of the policy update", at_least=1)
+    batch_size: int = setting(256, "batch size of the critic and of the policy update", at_least=1,
+                              at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
     critic_lr: float = setting(3e-4, "learning rate of the twin critics", above=0)
     policy_lr: float = setting(3e-4, "learning rate of the policy", above=0)
     tau: float = setting(0.005, "Polyak coefficient of the critic targets (updated every step)", above=0)
-    hidden: int = setting(256, "width of the two hidden layers of the critics and the policy", at_least=1)
+    hidden: int = setting(256, "width of the two hidden layers of the critics and the policy", at_least=1,
+                          at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
 
 
 class AWAC(Agent):

@@ -15,9 +15,11 @@ from utils.settings import setting
 
 @dataclass
 class BCSettings(AgentSettings):
-    batch_size: int = setting(256, "batch size", at_least=1)
+    batch_size: int = setting(256, "batch size", at_least=1,
+                              at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
     policy_lr: float = setting(1e-3, "learning rate of the policy", above=0)
-    hidden: int = setting(256, "width of the policy's two hidden layers", at_least=1)
+    hidden: int = setting(256, "width of the policy's two hidden layers", at_least=1,
+                          at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
 
 
 class BC(Agent):

@@ -27,8 +27,10 @@ HELD_OUT_MAX_ROWS = 20_000  # enough for a stable NLL estimate; more only slows 
 
 @dataclass
 class LOMSettings(AgentSettings):
-    num_mixtures: int = setting(5, "M, the number of Gaussian components of the behaviour MDN", at_least=1)
-    K: int = setting(1, "number of value critics; the TD target takes their minimum", at_least=1)
+    num_mixtures: int = setting(5, "M, the number of Gaussian components of the behaviour MDN", at_least=1,
+                                at_most=100)  # 10x the paper's M; the MDN's table holds N x M x A floats of each kind
+    K: int = setting(1, "number of value critics; the TD target takes their minimum", at_least=1,
+                     at_most=1000)  # 2x the largest offline-RL ensemble (SAC-N's 500); each critic is small
     beta: float = setting(5.0, "advantage temperature: weight exp(beta*A) (mse) or exp(A/beta) (nll)",
                          above=0)
     C: float = setting(50.0, "upper clip of the advantage weight", above=0)
@@ -41,13 +43,17 @@ class LOMSettings(AgentSettings):
     gmm_check_every: int = setting(1000, "MDN steps between held-out NLL checks", at_least=1)
     gmm_patience: int = setting(10, "held-out checks without improvement before MDN pretraining stops",
                                 at_least=1)
-    gmm_batch_size: int = setting(512, "MDN pretraining batch size", at_least=1)
+    gmm_batch_size: int = setting(512, "MDN pretraining batch size", at_least=1,
+                                  at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
     gmm_lr: float = setting(1e-3, "MDN learning rate", above=0)
-    value_batch_size: int = setting(256, "batch size of the value (SARSA) update", at_least=1)
+    value_batch_size: int = setting(256, "batch size of the value (SARSA) update", at_least=1,
+                                    at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
     value_lr: float = setting(3e-4, "learning rate of the value critics", above=0)
-    hyper_batch_size: int = setting(1024, "states per hyper Q update (each with all M components)", at_least=1)
+    hyper_batch_size: int = setting(1024, "states per hyper Q update (each with all M components)", at_least=1,
+                                    at_most=100_000)  # each state passes the critic M times: a tenth of the batch bound
     hyper_lr: float = setting(1e-3, "learning rate of the hyper Q-function", above=0)
-    policy_batch_size: int = setting(256, "batch size of the policy update", at_least=1)
+    policy_batch_size: int = setting(256, "batch size of the policy update", at_least=1,
+                                     at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
     policy_lr: float = setting(1e-3, "learning rate of the policy", above=0)
     tau: float = setting(0.005, "Polyak coefficient of the critic targets", above=0)
     target_update_every: int = setting(2, "steps between Polyak updates of the critic targets", at_least=1)
@@ -63,8 +69,10 @@ class LOMSettings(AgentSettings):
     hyper_q: str = setting(
         "multihead", "form of Q_phi: multihead, s -> M values (one pass per state; picks the same components "
         "as onehot, see docs/performance.md); onehot, (s, one-hot(u)) -> 1 (released code)", ("multihead", "onehot"))
-    mdn_hidden: int = setting(512, "width of the MDN's two hidden layers", at_least=1)
-    hidden: int = setting(256, "width of the two hidden layers of critics, hyper Q and policy", at_least=1)
+    mdn_hidden: int = setting(512, "width of the MDN's two hidden layers", at_least=1,
+                              at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
+    hidden: int = setting(256, "width of the two hidden layers of critics, hyper Q and policy", at_least=1,
+                          at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
 
 
 class LOM(Agent):

@@ -17,10 +17,13 @@ from utils.settings import setting
 
 @dataclass
 class MDNSettings(AgentSettings):
-    num_mixtures: int = setting(5, "M, the number of Gaussian components of the MDN", at_least=1)
-    batch_size: int = setting(256, "batch size", at_least=1)
+    num_mixtures: int = setting(5, "M, the number of Gaussian components of the MDN", at_least=1,
+                                at_most=100)  # 10x the LOM paper's M, as LOM's bound
+    batch_size: int = setting(256, "batch size", at_least=1,
+                              at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
     policy_lr: float = setting(1e-3, "learning rate of the MDN", above=0)
-    mdn_hidden: int = setting(512, "width of the MDN's two hidden layers", at_least=1)
+    mdn_hidden: int = setting(512, "width of the MDN's two hidden layers", at_least=1,
+                              at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
 
 
 class MDN(Agent):

@@ -16,12 +16,14 @@ import os
 from pathlib import Path
 
 from datasources import generated
-from datasources.d4rl import D4RL_ENVS, D4RL_NAMES, D4RL_QUALITIES, load_d4rl
+from datasources.d4rl import D4RL_ENVS, D4RL_NAMES, D4RL_QUALITIES, d4rl_file_name, load_d4rl
+from datasources.d4rl import d4rl_dir as d4rl_folder  # load_dataset's d4rl_dir argument shadows the function
 from datasources.hdf5 import load_hdf5_file
 from datasources.minari_ids import load_minari
 from utils.d4rl_tasks import d4rl_score_for_env
 from utils.dataset import Dataset, user_score_reference
 from utils.errors import UserInputError
+from utils.files import generated_data_dir
 
 
 def load_dataset(
@@ -65,6 +67,20 @@ def load_dataset(
     if user_score is not None:
         dataset = dataclasses.replace(dataset, score=user_score)
     return dataset
+
+
+def folder_to_write(env_name: str, *, dataset_path=None, d4rl_dir=None, data_dir=None, fetch_starts: int = 200,
+                    seed: int = 0) -> tuple[str, Path] | None:
+    """(flag, folder) that loading this dataset will write to (a download, a generated set), or None when it
+    only reads: so a run can check the folder before any work."""
+    name = env_name.lower()
+    if dataset_path is not None:
+        return None
+    if name in generated.FETCH_TASKS and not generated.fetch_file(name, fetch_starts, seed, data_dir).exists():
+        return "data_dir", generated_data_dir(data_dir)
+    if name in D4RL_NAMES and not (d4rl_folder(d4rl_dir) / d4rl_file_name(name)).exists():
+        return "d4rl_dir", d4rl_folder(d4rl_dir)
+    return None
 
 
 def _unknown_name_message(env_name: str) -> str:

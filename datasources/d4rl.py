@@ -10,9 +10,10 @@ import os
 import urllib.request
 from pathlib import Path
 
+import h5py
 from tqdm import tqdm
 
-from datasources.hdf5 import read_hdf5
+from datasources.hdf5 import d4rl_format_problem, read_hdf5
 from utils.d4rl_tasks import D4RL_TASKS
 from utils.dataset import Dataset, one_line, transitions_from_arrays
 from utils.errors import UserInputError
@@ -55,16 +56,32 @@ def load_d4rl(name: str, folder: str | os.PathLike | None, url: str | None) -> D
 
 
 def download(url: str, path: Path) -> None:
-    """Fetch `url` to `path`; the file appears only when complete (a unique temp file makes parallel runs safe)."""
+    """Fetch `url` to `path`; the file appears only when complete and a D4RL-format HDF5 file (a unique temp
+    file makes parallel runs safe)."""
     try:
         with written_atomically(path) as partial:
             _fetch(url, partial, path.name)
+            if problem := _downloaded_file_problem(partial):
+                raise UserInputError(_download_failure(url, path, f": {problem}"))
     except (OSError, http.client.HTTPException, ValueError) as err:
-        raise UserInputError(
-            f"could not download {url} ({one_line(err)}); put {path.name} in {path.parent} by hand, "
+        raise UserInputError(_download_failure(url, path, f" ({one_line(err)})")) from err
+
+
+def _downloaded_file_problem(partial: Path) -> str | None:
+    """Checked before the file enters the cache, where every later run would trip on it: a proxy's or
+    mirror's error page served with status 200, or a transfer cut short without a Content-Length."""
+    try:
+        with h5py.File(partial, "r") as file:
+            return d4rl_format_problem(file)
+    except OSError as err:
+        return f"it does not open as HDF5 ({one_line(err)})"
+
+
+def _download_failure(url: str, path: Path, what: str) -> str:
+    """The one-line error for a download that failed: `what` went wrong, and the ways around it."""
+    return (f"could not download {url}{what}; put {path.name} in {path.parent} by hand, "
             "or use --dataset_url URL (or D4RL_DATASET_URL) for a mirror, "
-            "or --d4rl_dir DIR (or D4RL_DATASET_DIR) for a folder that has it"
-        ) from err
+            "or --d4rl_dir DIR (or D4RL_DATASET_DIR) for a folder that has it")
 
 
 def _fetch(url: str, target: Path, label: str) -> None:

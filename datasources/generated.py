@@ -37,10 +37,15 @@ def load_toy(size: int, seed: int) -> Dataset:
     )
 
 
+def fetch_file(name: str, starts: int, seed: int, folder: str | os.PathLike | None) -> Path:
+    """Where a four-goal Fetch set lives; the generator's version in the name keeps older files unread."""
+    return generated_data_dir(folder) / f"{name}_data{fetch.DATA_VERSION}_seed{seed}_starts{starts}.hdf5"
+
+
 def load_fetch(name: str, starts: int, seed: int, folder: str | os.PathLike | None) -> Dataset:
     """A four-goal Fetch set (`FETCH_TASKS`), made on first use by the scripted experts and kept in the
     data folder: later runs read the file."""
-    path = generated_data_dir(folder) / f"{name}_data{fetch.DATA_VERSION}_seed{seed}_starts{starts}.hdf5"
+    path = fetch_file(name, starts, seed, folder)
     if not path.exists():
         _write_fetch(path, FETCH_TASKS[name], starts, seed)
     with h5py.File(path, "r") as file:

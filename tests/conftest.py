@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from envs import fetch_fourgoal
 from datasources import load_dataset
@@ -12,6 +13,16 @@ from datasources import load_dataset
 def repo() -> Path:
     """The repository root: the working directory of every train.py and script subprocess."""
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For tests of tiny networks: one thread is as fast, and does not stall when another process shares the
+    two cores (OpenMP threads then wait on each other: we measured steps tens of times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from utils.logger import RunLogger
 from utils.runtime import MetricAverager, NonFiniteWatch, seed_everything
 
 SMALL = {"batch_size": 32, "hidden": 32, "_steps": 40, "check_every": 20}  # setting-name suffix -> small value
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 STEPS = 6
 

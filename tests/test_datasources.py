@@ -1,7 +1,10 @@
 """datasources/ on real files: HDF5 written here, a loopback HTTP server, a Minari dataset made here."""
 
+import contextlib
 import functools
 import http.server
+import os
+import re
 import threading
 
 import gymnasium as gym
@@ -13,6 +16,7 @@ from datasources import load_dataset
 from datasources.d4rl import D4RL_NAMES, d4rl_file_name
 from utils.dataset import Dataset, ScoreReference, transitions_from_arrays
 from utils.errors import UserInputError
+from utils.files import written_atomically
 
 HOPPER_OBS_DIM, HOPPER_ACT_DIM = 11, 3
 
@@ -141,18 +145,27 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def file_server(tmp_path):
-    """Serves tmp_path/served over HTTP on 127.0.0.1 only; yields the base URL."""
-    served = tmp_path / "served"
-    served.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=served))
+@contextlib.contextmanager
+def http_server(handler):
+    """An HTTP server on 127.0.0.1 only, answering with `handler`; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield served, f"http://127.0.0.1:{server.server_address[1]}/datasets"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    """Serves tmp_path/served over HTTP on 127.0.0.1 only; yields the folder and the base URL."""
+    served = tmp_path / "served"
+    served.mkdir()
+    with http_server(functools.partial(QuietHandler, directory=served)) as base:
+        yield served, f"{base}/datasets"
 
 
 def test_download_puts_the_file_in_the_cache(tmp_path, file_server):
@@ -202,18 +215,75 @@ class TruncatingHandler(QuietHandler):
 
 
 def test_interrupted_download_leaves_no_partial_file(tmp_path):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TruncatingHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     cache = tmp_path / "cache"
-    try:
+    with http_server(TruncatingHandler) as url:
         with pytest.raises(UserInputError, match="could not download http://127.0.0.1"):
-            load_dataset("ant-random-v2", d4rl_dir=cache, dataset_url=f"http://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+            load_dataset("ant-random-v2", d4rl_dir=cache, dataset_url=url)
     assert list(cache.iterdir()) == []
+
+
+ERROR_PAGE = b"<!DOCTYPE html><html><body><h1>Access denied</h1><p>Sign in to the proxy.</p></body></html>"
+
+
+def serve_error_page(path):
+    """What a proxy or mirror that answers with a 200 HTML page puts where the file should be."""
+    path.write_bytes(ERROR_PAGE)
+
+
+def serve_file_without_terminals(path):
+    write_hdf5(path, obs_dim=HOPPER_OBS_DIM, act_dim=HOPPER_ACT_DIM, drop=("terminals",))
+
+
+def serve_file_with_short_rewards(path):
+    write_hdf5(path, obs_dim=HOPPER_OBS_DIM, act_dim=HOPPER_ACT_DIM, rewards=REWARDS[:5])
+
+
+@pytest.mark.parametrize("serve, problem", [
+    (serve_error_page, r": it does not open as HDF5 \(.*signature"),
+    (serve_file_without_terminals, r": it lacks the dataset key\(s\) terminals;"),
+    (serve_file_with_short_rewards, r": rewards has 5 rows but observations have 8;"),
+], ids=["html-page", "no-terminals", "short-rewards"])
+def test_a_download_that_is_no_d4rl_file_is_refused_and_not_kept(tmp_path, file_server, serve, problem):
+    served, url = file_server
+    (served / "datasets").mkdir()
+    serve(served / "datasets" / d4rl_file_name("hopper-medium-v2"))
+    cache = tmp_path / "cache"
+
+    with pytest.raises(UserInputError) as caught:
+        load_dataset("hopper-medium-v2", d4rl_dir=cache, dataset_url=url)
+
+    message = str(caught.value)
+    assert re.match(rf"could not download {re.escape(url)}/hopper_medium-v2\.hdf5{problem}", message), message
+    assert "--dataset_url" in message and "--d4rl_dir" in message and "\n" not in message
+    assert list(cache.iterdir()) == []  # neither the bad file nor its temporary file
+
+
+@pytest.fixture(params=[(0o022, 0o644), (0o077, 0o600)], ids=["umask022", "umask077"])
+def umask_and_mode(request):
+    """Sets the process umask for one test; yields the mode it allows a normal file."""
+    umask, mode = request.param
+    previous = os.umask(umask)
+    try:
+        yield mode
+    finally:
+        os.umask(previous)
+
+
+def test_a_file_written_atomically_gets_the_mode_the_umask_allows(tmp_path, umask_and_mode):
+    path = tmp_path / "shared" / "data.bin"
+    with written_atomically(path) as partial:
+        partial.write_bytes(b"complete")
+    assert path.read_bytes() == b"complete"
+    assert path.stat().st_mode & 0o777 == umask_and_mode
+    assert [p.name for p in path.parent.iterdir()] == ["data.bin"]
+
+
+def test_a_downloaded_d4rl_file_gets_the_mode_the_umask_allows(tmp_path, file_server, umask_and_mode):
+    served, url = file_server
+    make_d4rl_file(served / "datasets")
+    cache = tmp_path / "cache"
+    load_dataset("hopper-medium-replay-v2", d4rl_dir=cache, dataset_url=url)
+    assert (cache / "hopper_medium_replay-v2.hdf5").stat().st_mode & 0o777 == umask_and_mode
 
 
 def test_dataset_path_with_module_prefixed_eval_env(tmp_path):
@@ -247,7 +317,7 @@ def test_dataset_path_errors(tmp_path):
         load_dataset("x", dataset_path=tmp_path / "absent.hdf5", eval_env="Hopper-v4")
 
     no_rewards = write_hdf5(tmp_path / "no_rewards.hdf5", drop=("rewards",))
-    with pytest.raises(UserInputError, match=r"no_rewards\.hdf5 lacks the dataset key\(s\) rewards"):
+    with pytest.raises(UserInputError, match=r"no_rewards\.hdf5: it lacks the dataset key\(s\) rewards"):
         load_dataset("x", dataset_path=no_rewards, eval_env="Hopper-v4")
 
     garbage = tmp_path / "garbage.hdf5"
@@ -394,6 +464,32 @@ def test_actions_outside_the_unit_box_are_refused_with_their_extent():
     with pytest.raises(UserInputError, match=r"1 action row\(s\) lie outside \[-1, 1\] \(the first at row 3, "
                                              r"largest magnitude 1\.75\); rescale"):
         transitions_from_arrays("x", **arrays, eval_env_id="Hopper-v4", source="f.hdf5")
+
+
+def test_actions_a_float32_rounding_outside_the_unit_box_are_clipped_with_a_one_line_note(tmp_path, capsys):
+    actions = ACTIONS.copy()
+    actions[[2, 5, 7]] = [[1.0000001], [-1.0000001], [1.0000001]]
+    assert np.abs(actions[[2, 5, 7]]).min() > 1  # float32 keeps them outside [-1, 1]
+    path = write_hdf5(tmp_path / "converted.hdf5", actions=actions)
+
+    data = load_dataset("x", dataset_path=path, eval_env="Hopper-v4")
+
+    np.testing.assert_array_equal(data.actions[[2, 5, 7], 0], [1.0, -1.0, 1.0])
+    np.testing.assert_array_equal(np.delete(data.actions, [2, 5, 7], axis=0), np.delete(ACTIONS, [2, 5, 7], axis=0))
+    assert np.abs(data.actions).max() == 1.0 and np.abs(data.next_actions).max() == 1.0
+    assert capsys.readouterr().err == (f"note: {path}: 3 action row(s) lay within 1e-06 of [-1, 1] and were "
+                                       "clipped to it\n")
+
+
+@pytest.mark.parametrize("value, shown", [(1.5, "1.5"), (-1.0001, "1.0001")], ids=["1.5", "minus-1.0001"])
+def test_actions_clearly_outside_the_unit_box_are_refused_with_their_true_magnitude(tmp_path, value, shown):
+    actions = ACTIONS.copy()
+    actions[[4, 6]] = [[value], [1.0000001]]
+    path = write_hdf5(tmp_path / "unscaled.hdf5", actions=actions)
+    with pytest.raises(UserInputError, match=rf"unscaled\.hdf5: 1 action row\(s\) lie outside \[-1, 1\] \(the first "
+                                             rf"at row 4, largest magnitude {re.escape(shown)}\); rescale") as caught:
+        load_dataset("x", dataset_path=path, eval_env="Hopper-v4")
+    assert float(re.search(r"largest magnitude ([0-9.e+]+)", str(caught.value)).group(1)) > 1
 
 
 def test_an_empty_dataset_is_refused(tmp_path):

@@ -1,7 +1,9 @@
 """Runs that survive: checkpoints, SIGKILL and SIGTERM, --resume RUN_DIR and --resume auto."""
 
+import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,3 +107,132 @@ def test_resume_of_a_directory_without_a_run_fails_in_one_line(tmp_path):
     result = run([sys.executable, "train.py", "--resume", str(tmp_path / "nowhere")])
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith(f"error: --resume {tmp_path / 'nowhere'}: cannot read the run's settings")
+
+
+# ---- damaged files ----------------------------------------------------------------------------------------
+
+
+def unfinished_copy(finished: Path, tmp_path: Path) -> Path:
+    """A finished run turned back into one stopped after its step-500 checkpoint (as SIGKILL would leave it)."""
+    run_dir = tmp_path / "runs" / finished.name
+    shutil.copytree(finished, run_dir)
+    (run_dir / "summary.json").unlink()
+    (run_dir / "checkpoint_000000600.pt").unlink()
+    return run_dir
+
+
+def test_an_unreadable_newest_checkpoint_is_set_aside_and_the_one_before_it_resumes(tmp_path, uninterrupted):
+    run_dir = unfinished_copy(uninterrupted, tmp_path)
+    shutil.copy(run_dir / "checkpoint_000000500.pt", run_dir / "checkpoint_000000550.pt")
+    with open(run_dir / "checkpoint_000000550.pt", "r+b") as file:
+        file.truncate(1000)  # a checkpoint damaged after it was written
+    result = run([sys.executable, "train.py", "--resume", str(run_dir)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"cannot read the checkpoint {run_dir / 'checkpoint_000000550.pt'}" in warnings[0]
+    assert (run_dir / "checkpoint_000000550.pt.unreadable").is_file()
+    assert progress_rows(run_dir) == progress_rows(uninterrupted)
+
+
+def test_a_run_whose_checkpoints_are_all_unreadable_is_one_line_error(tmp_path, uninterrupted):
+    run_dir = unfinished_copy(uninterrupted, tmp_path)
+    (run_dir / "checkpoint_000000500.pt").write_bytes(b"not a checkpoint")
+    result = run([sys.executable, "train.py", "--resume", str(run_dir)])
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: --resume {run_dir}: none of its checkpoints can be read (")
+    assert line.endswith("each was moved aside as *.unreadable; start a new run")
+    assert (run_dir / "checkpoint_000000500.pt.unreadable").is_file()
+
+
+def test_a_corrupt_cached_mdn_is_named_set_aside_and_trained_again(tmp_path):
+    flags = ["--training_steps", "20", "--eval_every", "10", "--gmm_steps", "30", "--gmm_dir", str(tmp_path / "gmm"),
+             "--log_path", str(tmp_path / "runs")]
+    assert run([sys.executable, "train.py", *flags]).returncode == 0
+    (cached,) = (tmp_path / "gmm").iterdir()
+    good = cached.read_bytes()
+    cached.write_bytes(good[: len(good) // 2])  # truncated, as a full disk or a killed copy leaves it
+    result = run([sys.executable, "train.py", *flags])
+    assert result.returncode == 0, result.stderr[-2000:]
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warning.startswith(f"warning: cannot read the cached model {cached} (")
+    assert warning.endswith("and pretraining again")
+    assert (tmp_path / "gmm" / (cached.name + ".unreadable")).is_file()
+    retrained = torch.load(cached, weights_only=True)  # the retrained model was cached whole
+    original = torch.load(io.BytesIO(good), weights_only=True)
+    assert retrained["record"] == original["record"]  # same data, settings and seed: the same model again
+    for name, value in original["modules"]["behaviour_mdn"].items():
+        assert torch.equal(retrained["modules"]["behaviour_mdn"][name], value), name
+
+
+# ---- a run's own settings ----------------------------------------------------------------------------------
+
+
+def test_resume_refuses_flags_that_change_the_runs_settings_naming_them(tmp_path, uninterrupted):
+    run_dir = unfinished_copy(uninterrupted, tmp_path)
+    before = (run_dir / "progress.jsonl").read_text()
+    result = run([sys.executable, "train.py", "--resume", str(run_dir), "--beta", "0.5", "--K", "2"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: --resume {run_dir}: the run was started with --beta 5.0, --K 1, not --beta 0.5, --K 2; resume it "
+        "with its own settings (only --training_steps may be raised, to extend it), or start a new run"]
+    assert (run_dir / "progress.jsonl").read_text() == before and not (run_dir / "lock").exists()
+
+    result = run(command(tmp_path / "runs", "--resume", "auto", "--seed", "0", "--beta", "0.5"))
+    assert result.returncode == 2 and "the run was started with --beta 5.0, not --beta 0.5" in result.stderr
+
+
+def test_a_finished_run_says_so_and_raising_training_steps_extends_it(tmp_path, uninterrupted):
+    run_dir = tmp_path / uninterrupted.name
+    shutil.copytree(uninterrupted, run_dir)
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    result = run([sys.executable, "train.py", "--resume", str(run_dir)])
+    assert result.returncode == 0
+    assert f"{run_dir} is finished: 600 steps, final score" in result.stdout and "nothing to do" in result.stdout
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before
+
+    result = run([sys.executable, "train.py", "--resume", str(run_dir), "--training_steps", "800"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run_dir / "config.json").read_text())["training_steps"] == 800
+    rows = progress_rows(run_dir)
+    assert [row["step"] for row in rows] == [100, 200, 300, 400, 500, 600, 700, 800]
+    assert rows[:6] == progress_rows(uninterrupted)
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 800
+
+
+# ---- signals before the first checkpoint ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_pretraining_exits_128_plus_n_in_one_line_and_leaves_no_run_directory(tmp_path,
+                                                                                             signal_number):
+    log_path = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "train.py", "--log_path", str(log_path), "--save_gmm", "0",
+                                "--gmm_steps", "1000000", "--gmm_check_every", "100"], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(log_path.glob("*/pretraining.jsonl")) and time.time() < deadline:
+        time.sleep(0.05)  # pretraining has written its first held-out check
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal_number
+    (line,) = [line for line in stderr.splitlines() if "stopped by signal" in line]
+    assert line.startswith(f"stopped by signal {int(signal_number)} during pretraining at step ")
+    assert "pretraining starts again on the next run" in line and line.endswith("run the same command again to "
+                                                                               "start over")
+    assert "Traceback" not in stderr and list(log_path.iterdir()) == []
+
+
+def test_a_signal_while_data_is_made_stops_in_one_line_and_leaves_no_partial_file(tmp_path):
+    data_dir, log_path = tmp_path / "data", tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "train.py", "--env_name", "fetchreach-fourgoal-v0", "--data_dir",
+                                str(data_dir), "--log_path", str(log_path)], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("making fetchreach-fourgoal-v0_")  # 200 start states: a minute
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert stderr.strip().splitlines()[-1] == (f"stopped by signal {int(signal.SIGTERM)} before the run started; "
+                                               "nothing was written")
+    assert "Traceback" not in stderr and not log_path.exists()
+    assert not data_dir.exists() or list(data_dir.iterdir()) == []

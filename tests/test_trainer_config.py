@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from agents import AGENTS
 from agents.bc import BCSettings
 from agents.lom import LOMSettings
+from train import EVAL_SEED_OFFSET
 from trainer.config import build_parser, parse_config
 from utils.errors import UserInputError
 from utils.settings import RunSettings
@@ -187,6 +189,61 @@ def test_help_for_bc_lists_bc_flags_only():
 def test_invalid_settings_raise_user_input_error_naming_the_flag(argv, flag):
     with pytest.raises(UserInputError, match=re.escape(flag)):
         parse_config(argv)
+
+
+LARGEST_SEED = 2**31 - 1
+
+
+def upper_bound(settings_class: type, name: str):
+    return next(field.metadata["at_most"] for field in dataclasses.fields(settings_class) if field.name == name)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--num_mixtures", "1000000"], "--num_mixtures must be at most 100, got 1000000"),
+    (["--agent", "mdn", "--num_mixtures", "101"], "--num_mixtures must be at most 100, got 101"),
+    (["--K", "1001"], "--K must be at most 1000, got 1001"),
+    (["--hidden", "100000"], "--hidden must be at most 8192, got 100000"),
+    (["--mdn_hidden", "8193"], "--mdn_hidden must be at most 8192, got 8193"),
+    (["--hyper_batch_size", "100001"], "--hyper_batch_size must be at most 100000, got 100001"),
+    (["--agent", "awac", "--batch_size", "1000001"], "--batch_size must be at most 1000000, got 1000001"),
+    (["--eval_episodes", "1001"], "--eval_episodes must be at most 1000, got 1001"),
+    (["--toy_size", "10000001"], "--toy_size must be at most 10000000, got 10000001"),
+    (["--fetch_starts", "100001"], "--fetch_starts must be at most 100000, got 100001"),
+    (["--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["--seed", "99999999999"], f"--seed must be at most {LARGEST_SEED}, got 99999999999"),
+])
+def test_a_setting_beyond_its_bound_is_a_one_line_error_naming_flag_and_bound(argv, message):
+    with pytest.raises(UserInputError) as caught:
+        parse_config(argv)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_every_setting_that_sizes_memory_has_an_upper_bound(agent):
+    """Batch sizes, layer widths, mixture and ensemble sizes: too large a value is an out-of-memory crash."""
+    sized = [field for field in dataclasses.fields(AGENTS[agent].Settings)
+             if field.name.endswith(("batch_size", "hidden")) or field.name in ("num_mixtures", "K")]
+    assert sized
+    for field in sized:
+        assert field.metadata["at_most"] is not None, field.name
+
+
+def test_the_largest_seed_leaves_room_for_every_seed_derived_from_it():
+    run = parse_config(["--seed", str(LARGEST_SEED), "--eval_episodes", str(upper_bound(RunSettings, "eval_episodes")),
+                        "--fetch_starts", str(upper_bound(RunSettings, "fetch_starts"))]).run
+    # Evaluation resets episode i with seed + EVAL_SEED_OFFSET + i; the Fetch data maker uses seeds up to
+    # seed + 3 * fetch_starts - 1. np.random.RandomState refuses seeds outside [0, 2**32), as np.random.seed does.
+    for derived in (run.seed + EVAL_SEED_OFFSET + run.eval_episodes - 1, run.seed + 3 * run.fetch_starts - 1):
+        np.random.RandomState(derived)
+
+
+def test_train_py_refuses_a_memory_exploding_setting_in_one_line_before_making_a_run_directory(tmp_path):
+    log_path = tmp_path / "runs"
+    result = subprocess.run([sys.executable, "train.py", "--num_mixtures", "1000000", "--log_path", str(log_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: --num_mixtures must be at most 100, got 1000000"]
+    assert not log_path.exists()
 
 
 def test_yaml_with_unknown_key_is_rejected(tmp_path, monkeypatch):

@@ -1,12 +1,17 @@
-"""The parts of a run, built from its Config: the dataset, the agent, the wandb options."""
+"""The parts of a run, built from its Config: the dataset, the agent, the wandb options, and the folders it
+will write to, checked before any work."""
+
+import os
+from pathlib import Path
 
 import torch
 
 from agents import AGENTS
 from agents.base import Agent
+from datasources import folder_to_write, load_dataset
 from utils.buffer import Buffer
-from datasources import load_dataset
 from utils.dataset import Dataset
+from utils.errors import UserInputError
 from utils.settings import Config
 
 
@@ -34,3 +39,26 @@ def wandb_options(config: Config, dataset: Dataset) -> dict | None:
         return None
     return {"project": run.project, "group": run.group or f"{dataset.name}_{run.agent}",
             "name": run.name or f"{run.agent}_{dataset.name}_seed{run.seed}"}
+
+
+def check_output_folders(config: Config) -> None:
+    """Every folder the run will write to exists as a writable folder or can be created, checked in the first
+    second rather than after hours of pretraining."""
+    run = config.run
+    folders = {"log_path": run.log_path}
+    if run.save_gmm:
+        folders["gmm_dir"] = run.gmm_dir
+    data = folder_to_write(run.env_name, dataset_path=run.dataset_path or None, d4rl_dir=run.d4rl_dir or None,
+                           data_dir=run.data_dir or None, fetch_starts=run.fetch_starts, seed=run.seed)
+    if data is not None:
+        folders[data[0]] = data[1]
+    for flag, folder in folders.items():
+        check_writable_folder(flag, Path(folder).expanduser())
+
+
+def check_writable_folder(flag: str, folder: Path) -> None:
+    nearest = next(path for path in (folder, *folder.parents) if path.exists())  # the folder, or where it would go
+    if not nearest.is_dir():
+        raise UserInputError(f"--{flag} {folder}: {nearest} is a file, not a folder; choose another --{flag}")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise UserInputError(f"--{flag} {folder}: {nearest} is not writable; choose a writable --{flag}")

@@ -14,15 +14,23 @@ import yaml
 
 from agents import AGENTS
 from utils.errors import UserInputError
+from utils.files import written_atomically
 from utils.settings import Config, RunSettings, add_agent_flags, add_run_flags, coerce, validate
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "configs"
 RUN_NAMES = frozenset(field.name for field in fields(RunSettings))
+# Where the run is and where it computes, not how it learns; config.json records the device it used.
+NOT_COMPARED = frozenset({"resume", "log_path", "device"})
 
 
 class FlagParser(argparse.ArgumentParser):
-    """Reports a bad flag as a UserInputError (one line, exit 2) instead of printing the usage block."""
+    """Reports a bad flag as a UserInputError (one line, exit 2) instead of printing the usage block. Flags must
+    be spelled in full: a prefix (--train for --training_steps) would silently change meaning when a new
+    setting shares it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
         raise UserInputError(f"{message} (see python train.py --help)")
@@ -103,29 +111,39 @@ def chosen_agent(name) -> str:
     return agent
 
 
+def dataset_label(env_name: str | None, dataset_path: str | None) -> str:
+    """The dataset's name, which picks the shipped YAML and labels the run: --env_name; with only
+    --dataset_path, the file's name (never the default toy task's)."""
+    if env_name:
+        return str(env_name)
+    return Path(dataset_path).stem if dataset_path else RunSettings.env_name
+
+
 def parse_config(argv: list[str] | None = None) -> Config:
     pre = FlagParser(add_help=False)
-    pre.add_argument("--agent")
-    pre.add_argument("--env_name")
-    pre.add_argument("--config")
+    for name in ("--agent", "--env_name", "--dataset_path", "--config"):
+        pre.add_argument(name)
     early, _ = pre.parse_known_args(argv)
     from_user, user_file = user_yaml(early.config)
     # The agent and dataset pick the shipped YAML: from the flags, else from the user's YAML, else defaults.
     agent_name = chosen_agent(early.agent or from_user.get("agent") or RunSettings.agent)
-    env_name = str(early.env_name or from_user.get("env_name") or RunSettings.env_name)
+    env_name = dataset_label(early.env_name or from_user.get("env_name"),
+                             early.dataset_path or from_user.get("dataset_path"))
     flags = vars(build_parser(agent_name).parse_args(argv))
     flags.pop("config", None)
-    flags["agent"] = agent_name
 
     from_shipped, shipped_file = shipped_yaml(agent_name, env_name)
-    layers = [split_settings(values, agent_name, label) for values, label in
-              ((from_shipped, shipped_file), (from_user, early.config)) if label]
-    run_values = {k: v for run, _ in layers for k, v in run.items()}
-    agent_values = {k: v for _, agent in layers for k, v in agent.items()}
-    run = RunSettings(**{**run_values, **{k: v for k, v in flags.items() if k in RUN_NAMES}})
-    agent = AGENTS[agent_name].Settings(**{**agent_values, **{k: v for k, v in flags.items() if k not in RUN_NAMES}})
-    config = Config(run=run, agent=agent, files=tuple(file for file in (shipped_file, user_file) if file))
-    validate(config)
+    shipped = split_settings(from_shipped, agent_name, shipped_file) if shipped_file else ({}, {})
+    user = split_settings(from_user, agent_name, early.config) if user_file else ({}, {})
+    asked = {**user[0], **user[1], **flags}  # what this command asks for, explicitly: its flags and its --config
+    run_flags = {k: v for k, v in flags.items() if k in RUN_NAMES} | {"agent": agent_name, "env_name": env_name}
+    run = RunSettings(**{**shipped[0], **user[0], **run_flags})
+    agent = AGENTS[agent_name].Settings(**{**shipped[1], **user[1],
+                                           **{k: v for k, v in flags.items() if k not in RUN_NAMES}})
+    config = Config(run=run, agent=agent, files=tuple(file for file in (shipped_file, user_file) if file),
+                    asked=asked)
+    if run.resume in ("", "auto"):  # --resume DIR runs with the saved settings, checked by resumed_config
+        validate(config)
     return config
 
 
@@ -141,3 +159,33 @@ def saved_config(run_dir: Path) -> Config:
     run = RunSettings(**{k: v for k, v in values.items() if k in RUN_NAMES} | {"resume": str(run_dir)})
     return Config(run=run, agent=agent_class.Settings(**{k: v for k, v in values.items() if k in agent_names}),
                   files=tuple(values.get("config_files", ())))
+
+
+def resumed_config(requested: Config, run_dir: Path, compare_all: bool) -> Config:
+    """The saved run's own settings. A setting that `requested` changes is refused, naming its flag; only
+    --training_steps may be raised, to extend the run. `compare_all`: compare every setting (--resume auto,
+    where flags, YAML and defaults make the request), else only those asked for explicitly (--resume DIR)."""
+    saved = saved_config(run_dir)
+    kept = saved.to_dict()
+    wanted = requested.to_dict() if compare_all else requested.asked
+    changed = [name for name, value in wanted.items()
+               if name in kept and name not in NOT_COMPARED and value != kept[name]
+               and not (name == "training_steps" and value > kept[name])]
+    if changed:
+        started = ", ".join(f"--{name} {kept[name]}" for name in changed)
+        asked = ", ".join(f"--{name} {wanted[name]}" for name in changed)
+        raise UserInputError(f"--resume {run_dir}: the run was started with {started}, not {asked}; resume it "
+                             "with its own settings (only --training_steps may be raised, to extend it), or start "
+                             "a new run")
+    saved.run.training_steps = max(saved.run.training_steps, wanted.get("training_steps", 0))
+    validate(saved)
+    return saved
+
+
+def record_training_steps(run_dir: Path, steps: int) -> None:
+    """An extended run's config.json says how far it now goes."""
+    path = Path(run_dir) / "config.json"
+    values = json.loads(path.read_text())
+    if values["training_steps"] != steps:
+        with written_atomically(path) as partial:
+            partial.write_text(json.dumps(values | {"training_steps": steps}, indent=2) + "\n")

@@ -17,16 +17,26 @@ from utils.settings import Config
 POSTFIX_EVERY = 1_000  # steps between progress-bar updates (each reads metrics from the device once)
 
 
-class StopSignals:
-    """While active, SIGTERM and SIGINT only set `received`; the loop then checkpoints and stops."""
+class StopRequests:
+    """SIGTERM and SIGINT (a cluster pre-empting the job, Ctrl-C) for the whole run, never a traceback.
+
+    Until `defer()`, while nothing but atomic files has been written, a signal stops at once: the handler
+    raises Interrupted. Once the run has a directory, a signal only sets `received`; the pretraining and
+    training loops look at it every step and stop cleanly (the training loop after a checkpoint)."""
 
     def __enter__(self):
-        self.received = None
+        self.received, self.deferred = None, False
         self.previous = {sig: signal.signal(sig, self.receive) for sig in (signal.SIGTERM, signal.SIGINT)}
         return self
 
+    def defer(self) -> None:
+        self.deferred = True
+
     def receive(self, signal_number, frame):
         self.received = signal_number
+        if not self.deferred:
+            raise Interrupted(f"stopped by signal {signal_number} before the run started; nothing was written",
+                              signal_number)
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
@@ -52,7 +62,7 @@ def restore(agent: Agent, buffer: Buffer, checkpoint: dict) -> None:
 
 
 def train(agent: Agent, buffer: Buffer, evaluator: Evaluator, logger: RunLogger, config: Config,
-          checkpoint: dict | None = None) -> dict:
+          signals: StopRequests, checkpoint: dict | None = None) -> dict:
     run = config.run
     policy = torch_policy(agent.act, buffer.normaliser, buffer.device)
     averager, watch, last = MetricAverager(), NonFiniteWatch(), {}
@@ -67,26 +77,25 @@ def train(agent: Agent, buffer: Buffer, evaluator: Evaluator, logger: RunLogger,
 
     bar = tqdm(range(start + 1, run.training_steps + 1), desc=f"{run.agent} training", unit="step",
                dynamic_ncols=True, initial=start, total=run.training_steps)
-    with StopSignals() as signals:
-        for step in bar:
-            metrics = agent.update(buffer, step)
-            averager.add(metrics)
-            watch.add(metrics, step)
-            if step % POSTFIX_EVERY == 0 or step % run.eval_every == 0 or step == run.training_steps:
-                raise_if_diverged(watch.first_failure(), logger.run_dir)
-            if step % run.eval_every == 0 or step == run.training_steps:
-                row = {f"train/{k}": v for k, v in averager.mean().items()} | evaluator(policy)
-                logger.log(step, row)
-                save(step)
-                last["score"] = row.get("eval/normalised_score", row["eval/return"])
-            elif signals.received is not None:
-                raise_if_diverged(watch.first_failure(), logger.run_dir)  # never checkpoint a diverged state
-                save(step)
-            if signals.received is not None:
-                bar.close()
-                raise Interrupted(f"stopped by signal {signals.received} at step {step} with a checkpoint; "
-                                  f"continue with: python train.py --resume {logger.run_dir}", signals.received)
-            if step % POSTFIX_EVERY == 0 or step == run.training_steps:
-                bar.set_postfix({**{k: f"{v.item():.3g}" for k, v in metrics.items() if "loss" in k},
-                                 **{k: f"{v:.1f}" for k, v in last.items()}})
+    for step in bar:
+        metrics = agent.update(buffer, step)
+        averager.add(metrics)
+        watch.add(metrics, step)
+        if step % POSTFIX_EVERY == 0 or step % run.eval_every == 0 or step == run.training_steps:
+            raise_if_diverged(watch.first_failure(), logger.run_dir)
+        if step % run.eval_every == 0 or step == run.training_steps:
+            row = {f"train/{k}": v for k, v in averager.mean().items()} | evaluator(policy)
+            logger.log(step, row)
+            save(step)
+            last["score"] = row.get("eval/normalised_score", row["eval/return"])
+        elif signals.received is not None:
+            raise_if_diverged(watch.first_failure(), logger.run_dir)  # never checkpoint a diverged state
+            save(step)
+        if signals.received is not None:
+            bar.close()
+            raise Interrupted(f"stopped by signal {signals.received} at step {step} with a checkpoint; "
+                              f"continue with: python train.py --resume {logger.run_dir}", signals.received)
+        if step % POSTFIX_EVERY == 0 or step == run.training_steps:
+            bar.set_postfix({**{k: f"{v.item():.3g}" for k, v in metrics.items() if "loss" in k},
+                             **{k: f"{v:.1f}" for k, v in last.items()}})
     return logger.finish()

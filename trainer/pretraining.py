@@ -8,13 +8,15 @@ from tqdm import tqdm
 from agents.base import Agent
 from utils.buffer import Buffer
 from utils.dataset import Dataset
+from utils.errors import Interrupted
 from utils.logger import RunLogger
 from utils.pretrain_cache import cache_file, load_pretrained, save_pretrained
 from utils.runtime import raise_if_diverged
 from utils.settings import Config
 
 
-def pretrain(agent: Agent, buffer: Buffer, dataset: Dataset, config: Config, logger: RunLogger) -> None:
+def pretrain(agent: Agent, buffer: Buffer, dataset: Dataset, config: Config, logger: RunLogger,
+             signals=None) -> None:
     """Pretrain the agent's behaviour model, or load it from the cache; then freeze it."""
     if agent.pretrain_steps > 0:
         run = config.run
@@ -24,7 +26,7 @@ def pretrain(agent: Agent, buffer: Buffer, dataset: Dataset, config: Config, log
         if record is not None:
             tqdm.write(f"loaded the pretrained behaviour model from {path}")
         else:
-            record = pretrain_until_converged(agent, buffer, logger)
+            record = pretrain_until_converged(agent, buffer, logger, signals)
             if run.save_gmm:
                 save_pretrained(modules, path, record)
         logger.pretraining = {f"pretrain_{key}": value for key, value in record.items()}
@@ -39,13 +41,18 @@ def pretrain_key(agent: Agent, config: Config) -> dict:
     return key
 
 
-def pretrain_until_converged(agent: Agent, buffer: Buffer, logger: RunLogger) -> dict:
+def pretrain_until_converged(agent: Agent, buffer: Buffer, logger: RunLogger, signals=None) -> dict:
     """Pretrain until the held-out loss has not improved for `pretrain_patience` checks (paper Sec. 5.1:
-    "until convergence"), at most `pretrain_steps` steps; the modules of the best check are kept."""
+    "until convergence"), at most `pretrain_steps` steps; the modules of the best check are kept.
+    `signals` (trainer.loop.StopRequests): a stop request ends pretraining at the next step."""
     agent.start_pretraining(buffer)
     best_loss, best_step, best_state, checks_without_improvement = math.inf, None, None, 0
     bar = tqdm(range(1, agent.pretrain_steps + 1), desc="MDN pretraining", unit="step", dynamic_ncols=True)
     for step in bar:
+        if signals is not None and signals.received is not None:
+            bar.close()
+            raise Interrupted(f"stopped by signal {signals.received} during pretraining at step {step}, before the "
+                              "first checkpoint; pretraining starts again on the next run", signals.received)
         metrics = agent.pretrain_step(buffer)
         if step % agent.pretrain_check_every and step != agent.pretrain_steps:
             continue

@@ -6,12 +6,15 @@ file in the same directory and renamed, so a crash (even SIGKILL) never leaves a
 
 import random
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from utils.files import written_atomically
+from utils.dataset import one_line
+from utils.errors import UserInputError
+from utils.files import set_aside, written_atomically
 
 KEEP = 2
 NAME = re.compile(r"checkpoint_(\d+)\.pt")
@@ -33,9 +36,26 @@ def save_checkpoint(run_dir: Path, step: int, state: dict) -> Path:
 
 
 def load_latest_checkpoint(run_dir: Path) -> dict | None:
+    """The newest checkpoint that can be read; None when the run has none. An unreadable one (a disk error,
+    a file damaged after it was written) is moved aside as *.unreadable and the one before it is used, with a
+    one-line warning naming it; when none can be read, a one-line error."""
     found = checkpoints(run_dir)
-    # Our own files: they hold numpy RNG states, which the weights-only loader refuses.
-    return torch.load(found[-1], map_location="cpu", weights_only=False) if found else None
+    problems = []
+    for path in reversed(found):
+        try:
+            # Our own files: they hold numpy RNG states, which the weights-only loader refuses.
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # torch.load fails in many ways on a damaged file: zip, pickle, EOF, OS
+            problems.append((path, set_aside(path), one_line(error)))
+            continue
+        for damaged, aside, reason in problems:
+            print(f"warning: cannot read the checkpoint {damaged} ({reason}); moved it to {aside.name} and resumed "
+                  f"from {path.name}", file=sys.stderr)
+        return state
+    if found:
+        raise UserInputError(f"--resume {run_dir}: none of its checkpoints can be read ({problems[0][2]}); each was "
+                             "moved aside as *.unreadable; start a new run")
+    return None
 
 
 def rng_states() -> dict:

@@ -7,12 +7,18 @@ in it. Nothing here imports torch: the buffer moves the arrays to the training d
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
 from utils.errors import UserInputError
+
+# Converted datasets hold actions like 1.0000001: a bound of 1 rounded to float32 (its spacing at 1 is 1.2e-7)
+# or through a rescaling. Up to this far outside [-1, 1] an action is such a rounding and is clipped; beyond it,
+# the actions were never scaled to [-1, 1] and are refused.
+ACTION_ROUNDING_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ def transitions_from_arrays(
     _check_rows(actions, "actions", size, source)
 
     _check_finite({"observations": observations, "actions": actions, "rewards": rewards}, source)
-    _check_action_range(actions, source)
+    actions = _actions_in_unit_box(actions, source)
 
     episode_ends = terminals | timeouts
     episode_ends[-1] = True
@@ -151,14 +157,23 @@ def _check_finite(arrays: dict[str, np.ndarray], source: str) -> None:
             )
 
 
-def _check_action_range(actions: np.ndarray, source: str) -> None:
-    """Policies act in [-1, 1] (tanh outputs, clipped samples): actions outside it cannot be imitated."""
-    outside = np.flatnonzero((np.abs(actions) > 1.0).any(axis=1))
+def _actions_in_unit_box(actions: np.ndarray, source: str) -> np.ndarray:
+    """Policies act in [-1, 1] (tanh outputs, clipped samples): actions outside it cannot be imitated. Those a
+    rounding away from it are clipped, with a note; the rest are refused."""
+    magnitudes = np.abs(actions).max(axis=1, initial=0.0)  # initial: no action columns, no error
+    outside = np.flatnonzero(magnitudes > 1.0 + ACTION_ROUNDING_TOLERANCE)
     if len(outside):
+        # str of a float32 is the shortest text that reads back as it: 1.0001, not a rounded 1 or 1.00010002.
         raise UserInputError(
             f"{source}: {len(outside)} action row(s) lie outside [-1, 1] (the first at row {outside[0]}, "
-            f"largest magnitude {np.abs(actions).max():.4g}); rescale the actions to [-1, 1]"
+            f"largest magnitude {magnitudes.max()!s}); rescale the actions to [-1, 1]"
         )
+    rounded = np.count_nonzero(magnitudes > 1.0)
+    if not rounded:
+        return actions
+    print(f"note: {source}: {rounded} action row(s) lay within {ACTION_ROUNDING_TOLERANCE:g} of [-1, 1] and were "
+          "clipped to it", file=sys.stderr)
+    return np.clip(actions, -1.0, 1.0)  # a copy: the caller's array may be this very one
 
 
 def _float_matrix(values, key: str, source: str) -> np.ndarray:
@@ -175,8 +190,13 @@ def _float_vector(values, key: str, size: int, source: str) -> np.ndarray:
 
 
 def _check_rows(array: np.ndarray, key: str, size: int, source: str) -> None:
-    if len(array) != size:
-        raise UserInputError(f"{source}: {key} has {len(array)} rows but observations have {size}")
+    if problem := row_count_problem(key, len(array), size):
+        raise UserInputError(f"{source}: {problem}")
+
+
+def row_count_problem(key: str, rows: int, size: int) -> str | None:
+    """Every array has one row per transition, as many as the observations."""
+    return f"{key} has {rows} rows but observations have {size}" if rows != size else None
 
 
 def one_line(err: BaseException) -> str:

@@ -2,12 +2,13 @@
 leaves a half-written one."""
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 GENERATED_DEFAULT_DIR = "~/.cache/lom/datasets"  # datasets this project makes (override: $LOM_DATA_DIR)
+NORMAL_FILE_MODE = 0o666  # what open() asks for; the kernel takes the umask (or a folder's default ACL) off it
 
 
 def generated_data_dir(folder: str | os.PathLike | None = None) -> Path:
@@ -21,10 +22,27 @@ def written_atomically(path: Path) -> Iterator[Path]:
     removed when it fails. The unique name makes parallel writers of the same file safe."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".part")
-    os.close(handle)
+    partial = _new_file_beside(path)
     try:
-        yield Path(partial)
+        yield partial
         os.replace(partial, path)
     finally:
-        Path(partial).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+
+
+def _new_file_beside(path: Path) -> Path:
+    """An empty file with a unique name next to `path`, readable as the user's umask allows a normal file.
+
+    Not tempfile.mkstemp: it creates files 0600, so a shared cache (a cluster's D4RL_DATASET_DIR) would hold
+    files only their writer can read. Creating the file with mode 0666 lets the kernel apply the umask, which
+    reading it with os.umask cannot do without briefly changing it for every thread of the process."""
+    partial = path.with_name(f"{path.name}.{secrets.token_hex(8)}.part")
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NORMAL_FILE_MODE))  # O_EXCL: never another's
+    return partial
+
+
+def set_aside(path: Path) -> Path:
+    """Renames a damaged file to <name>.unreadable, out of the way of every later run but kept to look at."""
+    aside = path.with_name(path.name + ".unreadable")
+    os.replace(path, aside)
+    return aside

@@ -5,14 +5,15 @@ The cache knows modules and a key, not agents: the trainer names the modules and
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from utils.dataset import Dataset
-from utils.files import written_atomically
+from utils.dataset import Dataset, one_line
+from utils.files import set_aside, written_atomically
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
@@ -34,13 +35,21 @@ def cache_file(cache_dir: str, dataset: Dataset, agent_name: str, seed: int, key
 
 
 def load_pretrained(modules: dict[str, nn.Module], path: Path) -> dict | None:
-    """Restores the modules from the cache; returns the record of that pretraining, or None."""
+    """Restores the modules from the cache; returns the record of that pretraining, or None when there is
+    none. A cache file that cannot be read (truncated, corrupt, from other settings) is reported by name and
+    moved aside, and None is returned, so the caller pretrains again and writes a good one."""
     if not path.is_file():
         return None
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    for name, module in modules.items():
-        module.load_state_dict(saved["modules"][name])
-    return saved["record"]
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        for name, module in modules.items():
+            module.load_state_dict(saved["modules"][name])
+        return saved["record"]
+    except Exception as error:  # torch.load and load_state_dict fail in many ways on a damaged file
+        aside = set_aside(path)
+        print(f"warning: cannot read the cached model {path} ({one_line(error)}); moved it to {aside.name} "
+              "and pretraining again", file=sys.stderr)
+        return None
 
 
 def save_pretrained(modules: dict[str, nn.Module], path: Path, record: dict) -> None:

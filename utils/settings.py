@@ -42,9 +42,11 @@ class RunSettings:
                             group=DATA)
     dataset_url: str = setting("", "base URL to download D4RL files from, e.g. a mirror "
                                "(default: $D4RL_DATASET_URL, else the original server)", group=DATA)
-    toy_size: int = setting(10_000, "number of transitions of the toy-multimodal dataset", at_least=1, group=DATA)
+    toy_size: int = setting(10_000, "number of transitions of the toy-multimodal dataset", at_least=1,
+                            at_most=10_000_000, group=DATA)  # 10M rows: ~0.5 GB in memory, 1000x the default
     fetch_starts: int = setting(200, "start states of the generated fetch*-fourgoal-v0 data (4 expert "
-                                "trajectories of 50 steps from each)", at_least=1, group=DATA)
+                                "trajectories of 50 steps from each)", at_least=1,
+                                at_most=100_000, group=DATA)  # 20M rows, hours of simulation; see seed's bound
     data_dir: str = setting("", "folder for the datasets this project generates (default: $LOM_DATA_DIR, "
                             "else ~/.cache/lom/datasets)", group=DATA)
     normalise: bool = setting(True, "1: z-score states with the dataset's mean and std; 0: raw states", group=DATA)
@@ -52,7 +54,10 @@ class RunSettings:
                                   "fitted (the authors' code: 0.05); 0: the data's own std + 1e-3",
                                   at_least=0, group=DATA)
     agent: str = setting("lom", "algorithm (the list is at the end of --help)", group=TRAINING)
-    seed: int = setting(0, "random seed of networks, sampling and evaluation", group=TRAINING)
+    # np.random.seed takes 0 <= seed < 2**32, and seeds are derived by adding to it (evaluation: + 10_000 + the
+    # episode; Fetch data: up to + 3 * fetch_starts), so half that range leaves room for every offset.
+    seed: int = setting(0, "random seed of networks, sampling and evaluation", at_least=0, at_most=2**31 - 1,
+                        group=TRAINING)
     discount: float = setting(0.99, "discount factor gamma", at_least=0, at_most=1, group=TRAINING)
     training_steps: int = setting(1_000_000, "update steps of the main loop (after pretraining)", at_least=1,
                                   group=TRAINING)
@@ -63,7 +68,7 @@ class RunSettings:
     eval_every: int = setting(10_000, "steps between evaluations (the last step is always evaluated)",
                               at_least=1, group=EVALUATION)
     eval_episodes: int = setting(10, "episodes per evaluation, run side by side in a vector env", at_least=1,
-                                 group=EVALUATION)
+                                 at_most=1000, group=EVALUATION)  # each episode is a live simulator at once
     ref_min_score: float | None = setting(None, "return that scores 0 (with --dataset_path)", group=EVALUATION)
     ref_max_score: float | None = setting(None, "return that scores 100 (with --dataset_path)", group=EVALUATION)
     log_path: str = setting("./runs", "folder that receives one directory per run", group=LOGGING)
@@ -86,6 +91,7 @@ class Config:
     run: RunSettings
     agent: typing.Any  # the chosen agent's Settings dataclass
     files: tuple[str, ...] = ()  # the YAML files applied, lowest precedence first
+    asked: dict = field(default_factory=dict)  # the settings the command line and --config asked for explicitly
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self.run), **dataclasses.asdict(self.agent)}
