@@ -31,10 +31,7 @@ def run(config: Config, signals: StopRequests) -> dict:
     """Everything that can fail on bad input happens before the run directory is made or touched."""
     lock, resume_dir = None, None
     try:
-        if config.run.resume not in ("", "auto"):
-            resume_dir = Path(config.run.resume)
-            config = resumed_config(config, resume_dir, compare_all=False)
-            lock = RunLock(resume_dir).acquire()  # before anything else: a second writer stops at once
+        config, lock, resume_dir = claim_named_run(config)  # before anything else: a second writer stops at once
         seed_everything(config.run.seed)
         torch.use_deterministic_algorithms(config.run.deterministic)
         device = resolve_device(config.run.device)
@@ -60,16 +57,36 @@ def run(config: Config, signals: StopRequests) -> dict:
         buffer = make_buffer(config, dataset, device)
         agent = make_agent(config, buffer)
 
-        if resume_dir is None:
-            lock = RunLock(run_directory(config.run.log_path, dataset.name, config.run.agent, config.run.seed))
-            lock.acquire()
-        else:
+        if lock is None:
+            lock = RunLock(new_run_directory(config, dataset.name)).acquire()
+        if resume_dir is not None:
             extend(resume_dir, config.run.training_steps)
         signals.defer()  # from here on the run has a directory: a signal stops it at the next step, cleanly
         return train_in(lock.path.parent, config, dataset, device, evaluator, buffer, agent, checkpoint, signals)
     finally:
         if lock is not None:
             lock.release()
+
+
+def claim_named_run(config: Config) -> tuple[Config, RunLock | None, Path | None]:
+    """The run a command names and its lock: --resume DIR, or a --run_dir that holds a run (which continues with
+    the same settings, or starts over in place if it never reached a checkpoint). (config, None, None) when
+    the command names no existing run."""
+    if config.run.resume not in ("", "auto"):
+        resume_dir = Path(config.run.resume)
+        config = resumed_config(config, resume_dir, compare_all=False)
+        return config, RunLock(resume_dir).acquire(), resume_dir
+    named = Path(config.run.run_dir) if config.run.run_dir else None
+    if named is None or not named.is_dir():
+        return config, None, None
+    if not (named / "config.json").exists():
+        if any(named.iterdir()):
+            raise UserInputError(f"--run_dir {named} holds files but no run (no config.json); choose a new or "
+                                 "empty folder")
+        return config, None, None
+    config = resumed_config(config, named, compare_all=True, flag="--run_dir")
+    lock = RunLock(named).acquire()
+    return config, lock, named if checkpoints(named) or (named / "summary.json").exists() else None
 
 
 def train_in(run_dir: Path, config: Config, dataset, device, evaluator, buffer, agent, checkpoint,
@@ -106,6 +123,15 @@ def train_in(run_dir: Path, config: Config, dataset, device, evaluator, buffer, 
         evaluator.close()
     tqdm.write(f"final score {summary.get('final_score', summary.get('final_return'))}; results in {run_dir}")
     return summary
+
+
+def new_run_directory(config: Config, dataset_name: str) -> Path:
+    """--run_dir when given (a sweep names each run's directory), else a new dated one under --log_path."""
+    if not config.run.run_dir:
+        return run_directory(config.run.log_path, dataset_name, config.run.agent, config.run.seed)
+    folder = Path(config.run.run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def finished_summary(run_dir: Path, training_steps: int) -> dict | None:

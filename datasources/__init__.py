@@ -61,7 +61,7 @@ def load_dataset(
     elif name in D4RL_NAMES:
         dataset = load_d4rl(name, d4rl_dir, dataset_url)
     else:
-        raise UserInputError(_unknown_name_message(env_name))
+        raise UserInputError(unknown_name_message(env_name))
     if eval_env is not None:
         dataset = dataclasses.replace(dataset, eval_env_id=eval_env, eval_env_kwargs={})
     if user_score is not None:
@@ -83,7 +83,14 @@ def folder_to_write(env_name: str, *, dataset_path=None, d4rl_dir=None, data_dir
     return None
 
 
-def _unknown_name_message(env_name: str) -> str:
+def is_known_name(env_name: str) -> bool:
+    """Whether `load_dataset` knows where to look for a dataset of this name (it may still be missing there)."""
+    name = env_name.lower()
+    return (name == generated.TOY_NAME or name in generated.FETCH_TASKS or name.startswith(generated.LOCAL_PREFIX)
+            or "/" in env_name or name in D4RL_NAMES)
+
+
+def unknown_name_message(env_name: str) -> str:
     known = D4RL_NAMES + (generated.TOY_NAME, *generated.FETCH_TASKS)
     matches = difflib.get_close_matches(env_name.lower(), known, n=3)
     suggestion = f"; did you mean {', '.join(matches)}?" if matches else "."

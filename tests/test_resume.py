@@ -236,3 +236,36 @@ def test_a_signal_while_data_is_made_stops_in_one_line_and_leaves_no_partial_fil
                                                "nothing was written")
     assert "Traceback" not in stderr and not log_path.exists()
     assert not data_dir.exists() or list(data_dir.iterdir()) == []
+
+
+# ---- --run_dir: a run's directory named by the caller -------------------------------------------------------
+
+
+def test_run_dir_starts_there_continues_an_unfinished_run_and_never_repeats_a_finished_one(tmp_path, uninterrupted):
+    run_dir = tmp_path / "grid" / "toy" / "lom" / "seed0"
+    same_command = command(tmp_path / "unused", "--run_dir", str(run_dir))
+    process = subprocess.Popen(same_command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoint_000000100.pt").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    process.kill()  # a pre-empted job
+    process.communicate(timeout=60)
+
+    result = run(same_command)  # the job, submitted again
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming {run_dir}" in result.stdout and not (tmp_path / "unused").exists()
+    assert progress_rows(run_dir) == progress_rows(uninterrupted)
+    finished = {path.name: path.stat().st_mtime_ns for path in run_dir.iterdir()}
+
+    result = run(same_command)  # and once more: nothing to do
+    assert result.returncode == 0 and f"{run_dir} is finished: 600 steps" in result.stdout
+    assert {path.name: path.stat().st_mtime_ns for path in run_dir.iterdir()} == finished
+
+
+def test_run_dir_that_holds_other_files_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = run(command(tmp_path / "unused", "--run_dir", str(tmp_path)))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: --run_dir {tmp_path} holds files but no run (no config.json); choose "
+                                     "a new or empty folder")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]

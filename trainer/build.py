@@ -45,7 +45,7 @@ def check_output_folders(config: Config) -> None:
     """Every folder the run will write to exists as a writable folder or can be created, checked in the first
     second rather than after hours of pretraining."""
     run = config.run
-    folders = {"log_path": run.log_path}
+    folders = {"run_dir": run.run_dir} if run.run_dir else {"log_path": run.log_path}
     if run.save_gmm:
         folders["gmm_dir"] = run.gmm_dir
     data = folder_to_write(run.env_name, dataset_path=run.dataset_path or None, d4rl_dir=run.d4rl_dir or None,

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "configs"
 RUN_NAMES = frozenset(field.name for field in fields(RunSettings))
 # Where the run is and where it computes, not how it learns; config.json records the device it used.
-NOT_COMPARED = frozenset({"resume", "log_path", "device"})
+NOT_COMPARED = frozenset({"resume", "log_path", "run_dir", "device"})
 
 
 class FlagParser(argparse.ArgumentParser):
@@ -142,6 +142,8 @@ def parse_config(argv: list[str] | None = None) -> Config:
                                            **{k: v for k, v in flags.items() if k not in RUN_NAMES}})
     config = Config(run=run, agent=agent, files=tuple(file for file in (shipped_file, user_file) if file),
                     asked=asked)
+    if run.run_dir and run.resume:
+        raise UserInputError("--run_dir and --resume both name the run to continue; give one of them")
     if run.resume in ("", "auto"):  # --resume DIR runs with the saved settings, checked by resumed_config
         validate(config)
     return config
@@ -161,11 +163,13 @@ def saved_config(run_dir: Path) -> Config:
                   files=tuple(values.get("config_files", ())))
 
 
-def resumed_config(requested: Config, run_dir: Path, compare_all: bool) -> Config:
+def resumed_config(requested: Config, run_dir: Path, compare_all: bool, flag: str = "--resume") -> Config:
     """The saved run's own settings. A setting that `requested` changes is refused, naming its flag; only
     --training_steps may be raised, to extend the run. `compare_all`: compare every setting (--resume auto,
     where flags, YAML and defaults make the request), else only those asked for explicitly (--resume DIR)."""
     saved = saved_config(run_dir)
+    if requested.run.run_dir:  # the run's own directory names it, not --resume
+        saved.run.resume = ""
     kept = saved.to_dict()
     wanted = requested.to_dict() if compare_all else requested.asked
     changed = [name for name, value in wanted.items()
@@ -174,7 +178,7 @@ def resumed_config(requested: Config, run_dir: Path, compare_all: bool) -> Confi
     if changed:
         started = ", ".join(f"--{name} {kept[name]}" for name in changed)
         asked = ", ".join(f"--{name} {wanted[name]}" for name in changed)
-        raise UserInputError(f"--resume {run_dir}: the run was started with {started}, not {asked}; resume it "
+        raise UserInputError(f"{flag} {run_dir}: the run was started with {started}, not {asked}; resume it "
                              "with its own settings (only --training_steps may be raised, to extend it), or start "
                              "a new run")
     saved.run.training_steps = max(saved.run.training_steps, wanted.get("training_steps", 0))

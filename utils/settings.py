@@ -84,6 +84,10 @@ class RunSettings:
     resume: str = setting("", "continue an interrupted run: its directory (its own settings are used), or "
                           "auto: the newest unfinished run of this dataset, agent and seed under --log_path, "
                           "else a new run", group=RESUME)
+    run_dir: str = setting("", "the run's own directory instead of a new dated one under --log_path: a new run "
+                           "starts there, an unfinished one continues (with the same settings), a finished one "
+                           "says so; what sweeps use, so that a job submitted again never repeats a run",
+                           group=RESUME)
 
 
 @dataclass
