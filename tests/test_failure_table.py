@@ -170,6 +170,9 @@ CASES = {  # the row's message -> (tmp_path, finished run, html server) -> train
     "--resume DIR: none of its checkpoints can be read ...": lambda t, r, h: unreadable_checkpoints(r, t),
     "--resume DIR: the run was started with --FLAG A, not --FLAG B ...": lambda t, r, h: [
         "--resume", str(copied_run(r, t, "summary.json")), "--beta", "0.5"],
+    "--run_dir DIR holds files but no run (no config.json); ...": lambda t, r, h: ["--run_dir", str(t)],
+    "--run_dir and --resume both name the run to continue; ...": lambda t, r, h: [
+        "--run_dir", str(t / "new"), "--resume", "auto"],
     "DIR is in use by process P on HOST since T ...": lambda t, r, h: locked_run(r, t),
 }
 
