@@ -9,6 +9,11 @@ from envs import fetch_fourgoal
 from datasources import load_dataset
 
 
+def pytest_configure(config):
+    # pytest resets warning filters per test, so the one envs/ installs for real runs is repeated here.
+    config.addinivalue_line("filterwarnings", r"ignore:.*The environment \w+-v4 is out of date:DeprecationWarning")
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     """The repository root: the working directory of every train.py and script subprocess."""
