@@ -8,7 +8,7 @@ displacement on the Fetch tasks):
 - samples of the component LOM's hyper Q selects (the actions LOM imitates);
 - the action of every trained agent (BC, MDN, AWAC, LOM) at that state.
 
-It reads finished runs of one task and seed, such as those of scripts/multimodal_table.py:
+It reads the finished train.py runs of one task and seed, one per agent:
 
     python -m scripts.plot_modes runs/multimodal --task fetchreach-fourgoal-v0 --seed 0 --out docs/modes.png
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scripts.summarise_runs import finished_runs
+from scripts.tables import finished_runs
 from trainer.build import load_data, make_agent, make_buffer
 from trainer.config import saved_config
 from utils.buffer import Buffer
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     agents = trained_agents(args.log_path, args.task, args.seed)
     if "lom" not in agents:
         print(f"error: no finished LOM run of {args.task} with seed {args.seed} under {args.log_path}; "
-              "run python -m scripts.multimodal_table (or train.py) first", file=sys.stderr)
+              "train one with train.py first", file=sys.stderr)
         return 2
     torch.manual_seed(args.seed)
     picture = mode_picture(agents, args.row)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train one agent on one dataset for several seeds, one after another.
 #   scripts/seed_sweep.sh DATASET AGENT "0 1 2 3" [more train.py flags...]
-# Then: python -m scripts.summarise_runs <log_path>
+# Then: python -m scripts.tables --root <log_path>
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: $0 DATASET AGENT \"SEEDS\" [train.py flags...]" >&2

@@ -1,17 +1,19 @@
 """Fixtures shared by several test modules."""
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from envs import fetch_fourgoal
 from datasources import load_dataset
+from envs import fetch_fourgoal
 
 
 def pytest_configure(config):
-    # pytest resets warning filters per test, so the one envs/ installs for real runs is repeated here.
-    config.addinivalue_line("filterwarnings", r"ignore:.*The environment \w+-v4 is out of date:DeprecationWarning")
+    # Every network in the tests is tiny: one thread per process is as fast, and the train.py processes the
+    # tests start (which inherit this) no longer spin OpenMP threads against each other on a 2-core machine.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,70 @@
+"""scripts/plot_modes.py on real (tiny) four-goal FetchReach runs of BC and LOM trained by train.py."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TASK = "fetchreach-fourgoal-v0"
+SEED = 1
+STARTS = 6  # 6 x 4 goals x 50 steps = 1,200 rows: more than LOM's hyper Q batch
+TINY = ["--fetch_starts", str(STARTS), "--training_steps", "40", "--eval_every", "20", "--eval_episodes", "4"]
+AGENT_FLAGS = {"bc": [], "lom": ["--gmm_steps", "40", "--hyper_batch_size", "256"]}
+
+
+def environment(data_dir: Path) -> dict:
+    return {**os.environ, "LOM_DATA_DIR": str(data_dir), "TQDM_DISABLE": "1"}
+
+
+def run(args: list[str], data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=environment(data_dir), capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Log folder and data folder of one finished BC run and one finished LOM run (same task and seed)."""
+    root = tmp_path_factory.mktemp("modes")
+    # side by side, one per core: each run is mostly start-up and evaluation, and the data cache is safe to share
+    trainings = [subprocess.Popen([sys.executable, "train.py", "--env_name", TASK, "--agent", agent, "--seed",
+                                   str(SEED), "--log_path", str(root / "runs"), "--gmm_dir", str(root / "gmm"), *TINY,
+                                   *flags], cwd=REPO, env=environment(root / "data"), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for agent, flags in AGENT_FLAGS.items()]
+    for training in trainings:
+        _, stderr = training.communicate(timeout=600)
+        assert training.returncode == 0, stderr[-3000:]
+    return root / "runs", root / "data"
+
+
+def test_plot_shows_the_dataset_labels_lom_components_and_each_agents_action(runs, tmp_path):
+    log_path, data_dir = runs
+    out = tmp_path / "modes.png"
+    result = run(["-m", "scripts.plot_modes", str(log_path), "--task", TASK, "--seed", str(SEED), "--out", str(out)],
+                 data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from matplotlib import image
+
+    assert image.imread(out).shape[:2] == (720, 768)  # 6.4 x 6.0 inches at 120 dpi
+    picture = json.loads(out.with_suffix(".json").read_text())
+    (data_file,) = data_dir.glob(f"{TASK}_data*_seed{SEED}_*.hdf5")
+    with h5py.File(data_file) as file:  # the first start state's four trajectories begin 50 rows apart
+        labels = file["actions"][[0, 50, 100, 150], :2]
+    np.testing.assert_allclose(picture["dataset_actions"], labels, atol=1e-6)
+    # the hyper Q's argmax among the components with at least mode_min_weight (the config's 0.05) of the mixture
+    weights, hyper_q = np.array(picture["mdn_weights"]), np.array(picture["hyper_q"])
+    eligible = weights >= min(0.05, weights.max())
+    assert picture["selected_component"] == int(np.argmax(np.where(eligible, hyper_q, -np.inf)))
+    assert len(picture["mdn_weights"]) == 4 and abs(sum(picture["mdn_weights"]) - 1) < 1e-5
+    assert set(picture["agent_actions"]) == {"bc", "lom"}
+    assert all(-1 <= value <= 1 for action in picture["agent_actions"].values() for value in action)
+
+
+def test_plot_without_a_lom_run_says_what_to_run_first(tmp_path):
+    result = run(["-m", "scripts.plot_modes", str(tmp_path)], tmp_path)
+    assert result.returncode == 2 and "no finished LOM run" in result.stderr and "Traceback" not in result.stderr
