@@ -23,6 +23,7 @@ from pathlib import Path
 from agents import AGENTS
 from datasources import is_known_name, unknown_name_message
 from trainer.config import NOT_COMPARED, RUN_NAMES, FlagParser, chosen_agent, parse_config, read_yaml
+from trainer.loop import StopRequests
 from utils.errors import UserInputError
 from utils.settings import RunSettings, coerce
 
@@ -405,30 +406,14 @@ def runs_to_launch(runs: list[Run]) -> list[Run]:
 # ---- the local launcher --------------------------------------------------------------------------------------
 
 
-class StopRequest:
-    """SIGTERM or SIGINT to the sweep, recorded: `received` is the signal's number, else None. The launcher, not
-    the handler, passes it on to the runs, so a run that starts while the signal arrives gets it too."""
-
-    def __enter__(self) -> "StopRequest":
-        self.received = None
-        self.previous = {sig: signal.signal(sig, self.receive) for sig in (signal.SIGTERM, signal.SIGINT)}
-        return self
-
-    def receive(self, signal_number, frame) -> None:
-        self.received = signal_number
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
 def launch_locally(runs: list[Run], jobs: int) -> int:
     """The runs on this machine, `jobs` at a time; one line per run as it ends. A signal to the sweep starts no
     further run and goes on to the running ones, so each train.py checkpoints and exits. Exit status: 0, 1 when a
     run failed, 128 + N when signal N stopped the sweep."""
     environment = local_environment(jobs)
     waiting, running, ended, passed_on = list(runs), {}, [], False
-    with StopRequest() as stop:
+    with StopRequests() as stop:
+        stop.defer()  # the launcher, not the handler, passes a signal on, so a run starting meanwhile gets it too
         while running or (waiting and stop.received is None):
             while waiting and len(running) < jobs and stop.received is None:
                 run = waiting.pop(0)
@@ -622,7 +607,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if sweep.dry_run:
-        print_plan(runs)
+        try:
+            print_plan(runs)
+        except BrokenPipeError:  # the reader stopped early (| head): no traceback, now or at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     waiting = runs_to_launch(runs)
     if not waiting:
