@@ -62,7 +62,7 @@ def read_yaml(path: Path, label: str) -> dict:
     try:
         values = yaml.safe_load(path.read_text())
     except OSError as error:
-        raise UserInputError(f"--config {label}: cannot read it ({error.strerror})") from None
+        raise UserInputError(f"{label}: cannot read it ({error.strerror})") from None
     except yaml.YAMLError as error:
         raise UserInputError(f"{label}: not valid YAML ({' '.join(str(error).split())})") from None
     if values is None:
@@ -168,8 +168,6 @@ def resumed_config(requested: Config, run_dir: Path, compare_all: bool, flag: st
     --training_steps may be raised, to extend the run. `compare_all`: compare every setting (--resume auto,
     where flags, YAML and defaults make the request), else only those asked for explicitly (--resume DIR)."""
     saved = saved_config(run_dir)
-    if requested.run.run_dir:  # the run's own directory names it, not --resume
-        saved.run.resume = ""
     kept = saved.to_dict()
     wanted = requested.to_dict() if compare_all else requested.asked
     changed = [name for name, value in wanted.items()
