@@ -56,6 +56,7 @@ def run(config: Config, signals: StopRequests) -> dict:
         evaluator = Evaluator(dataset, config.run.eval_episodes, config.run.seed + EVAL_SEED_OFFSET)
         buffer = make_buffer(config, dataset, device)
         agent = make_agent(config, buffer)
+        agent.check_data(buffer)
 
         if lock is None:
             lock = RunLock(new_run_directory(config, dataset.name)).acquire()

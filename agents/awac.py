@@ -6,7 +6,9 @@
    solution of a KL-constrained improvement step, projected by weighted maximum likelihood, so it stays
    on the data's support. A(s, a) = Q(s, a) - V(s) with V(s) = Q(s, a_pi).
 A unimodal Gaussian policy: on multi-modal data it can shift weight toward the better mode but still
-averages whatever modes keep a weight. Defaults follow CORL's implementation.
+averages whatever modes keep a weight. Settings and networks follow CORL's implementation (Tarasov et al.,
+arXiv 2210.07105): three hidden layers of 256 for the policy and each critic, a Gaussian whose mean is not
+squashed and whose log-std is one state-independent parameter in [-20, 2], one batch for both steps.
 """
 
 import copy
@@ -16,23 +18,26 @@ import torch
 
 from agents.base import Agent, AgentSettings, adam, optimise
 from networks.critics import CriticEnsemble, ensemble_mse, soft_update
-from networks.policies import GaussianPolicy
+from networks.losses import exp_clip_weight, td_target
+from networks.policies import FixedStdGaussianPolicy
 from utils.buffer import Buffer
 from utils.settings import setting
 
 NUM_CRITICS = 2
+HIDDEN_LAYERS = 3
+LOG_STD_RANGE = (-20.0, 2.0)
 
 
 @dataclass
 class AWACSettings(AgentSettings):
     awac_lambda: float = setting(1.0, "lambda, the advantage temperature: weight exp(A / lambda)", above=0)
     exp_adv_max: float = setting(100.0, "upper clip of the advantage weight", above=0)
-    batch_size: int = setting(256, "batch size of the critic and of the policy update", at_least=1,
+    batch_size: int = setting(256, "batch size, one batch for the critic and the policy step", at_least=1,
                               at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
     critic_lr: float = setting(3e-4, "learning rate of the twin critics", above=0)
     policy_lr: float = setting(3e-4, "learning rate of the policy", above=0)
     tau: float = setting(0.005, "Polyak coefficient of the critic targets (updated every step)", above=0)
-    hidden: int = setting(256, "width of the two hidden layers of the critics and the policy", at_least=1,
+    hidden: int = setting(256, "width of the three hidden layers of the critics and the policy", at_least=1,
                           at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
 
 
@@ -41,10 +46,10 @@ class AWAC(Agent):
 
     def __init__(self, obs_dim: int, act_dim: int, settings: AWACSettings, discount: float):
         super().__init__(obs_dim, act_dim, settings, discount)
-        s, hidden = settings, (settings.hidden, settings.hidden)
+        s, hidden = settings, (settings.hidden,) * HIDDEN_LAYERS
         self.critic = CriticEnsemble(obs_dim, act_dim, NUM_CRITICS, hidden)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.policy = GaussianPolicy(obs_dim, act_dim, hidden)
+        self.policy = FixedStdGaussianPolicy(obs_dim, act_dim, hidden, squash_mean=False, log_std_range=LOG_STD_RANGE)
         self.critic_optimiser = adam(self.critic.parameters(), s.critic_lr)
         self.policy_optimiser = adam(self.policy.parameters(), s.policy_lr)
 
@@ -54,7 +59,7 @@ class AWAC(Agent):
         """r + gamma * (1 - done) * min_k Q_target,k(s', a'), a' ~ pi(. | s'): (B,)."""
         next_states = buffer.next_observations[rows]
         next_q = self.critic_target(next_states, self.policy.sample(next_states)).min(dim=0).values
-        return buffer.rewards[rows] + self.discount * (1.0 - buffer.terminals[rows]) * next_q
+        return td_target(buffer.rewards[rows], buffer.terminals[rows], next_q, self.discount)
 
     def value_loss(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
         """Each critic's squared TD error to the shared target, summed over the two critics."""
@@ -71,7 +76,7 @@ class AWAC(Agent):
 
     def advantage_weight(self, advantage: torch.Tensor) -> torch.Tensor:
         """exp(A / lambda), clipped at exp_adv_max so a few large advantages cannot dominate the batch."""
-        return (advantage / self.settings.awac_lambda).exp().clamp(max=self.settings.exp_adv_max)
+        return exp_clip_weight(advantage / self.settings.awac_lambda, self.settings.exp_adv_max)
 
     def policy_loss(self, buffer: Buffer, rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """-E[w(s, a) log pi(a | s)] over dataset pairs, the weights held fixed."""
@@ -86,10 +91,10 @@ class AWAC(Agent):
     # ---- one step --------------------------------------------------------------------------------
     def update(self, buffer: Buffer, step_index: int) -> dict[str, torch.Tensor]:
         s = self.settings
-        value_loss = self.value_loss(buffer, buffer.sample_td_indices(s.batch_size))
+        rows = buffer.sample_td_indices(s.batch_size)
+        value_loss = self.value_loss(buffer, rows)
         optimise(self.critic_optimiser, value_loss)
-        # Any row can train the policy: the advantage needs no next state.
-        policy_loss, policy_metrics = self.policy_loss(buffer, buffer.sample_indices(s.batch_size))
+        policy_loss, policy_metrics = self.policy_loss(buffer, rows)  # after the critic step, on its batch
         optimise(self.policy_optimiser, policy_loss)
         soft_update(self.critic_target, self.critic, s.tau)
         return {"value_loss": value_loss.detach(), "policy_loss": policy_loss.detach(), **policy_metrics}

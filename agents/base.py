@@ -31,14 +31,25 @@ class AgentSettings:
     layer widths `*hidden` and pretraining step caps `*_steps`: the dataset-size check and the contract
     tests find them by those suffixes."""
 
+    def check(self, run) -> None:
+        """Raise UserInputError for settings that cannot work with these run settings (`RunSettings`), before
+        any data is loaded; most agents have none."""
+
 
 class Agent(nn.Module):
     Settings: type[AgentSettings] = AgentSettings
+    # Run settings whose default differs for this agent because its original code differs (IQL and OneStep
+    # train on raw states: {"normalise": False}); flags and YAML files still override them.
+    run_defaults: dict = {}
 
     def __init__(self, obs_dim: int, act_dim: int, settings: AgentSettings, discount: float):
         super().__init__()
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.settings, self.discount = settings, discount
+
+    def check_data(self, buffer: Buffer) -> None:
+        """Raise UserInputError for data this agent cannot learn from (LAPO's reward scale needs a positive
+        reward); called before the run directory is made, so a refused run leaves nothing behind."""
 
     # Behaviour pretraining (LOM's MDN). Agents without one keep pretrain_steps == 0. With a held-out
     # loss, the trainer checks it every pretrain_check_every steps and stops after pretrain_patience
@@ -66,7 +77,8 @@ class Agent(nn.Module):
         return {}
 
     def finish_pretraining(self, buffer: Buffer) -> None:
-        """Called once after pretraining or after loading its result, before the main loop."""
+        """Called after pretraining or after loading its result, and again after a checkpoint is restored,
+        before the main loop: the place for anything computed once from the data (a reward scale)."""
 
     def optimisers(self) -> dict[str, torch.optim.Optimizer]:
         """Every optimiser the agent owns, by attribute name (checkpointed with the networks)."""

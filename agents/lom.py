@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from agents.base import Agent, AgentSettings, adam, optimise
 from networks.critics import HYPER_Q_FORMS, CriticEnsemble, ensemble_mse, soft_update
+from networks.losses import exp_clip_weight, td_target
 from networks.mdn import GaussianMixture, MixtureDensityNetwork
 from networks.policies import DeterministicPolicy, GaussianPolicy
 from utils.buffer import Buffer
@@ -147,7 +148,7 @@ class LOM(Agent):
             noise = (s.smooth_noise * torch.randn_like(next_actions)).clamp(-s.noise_clip, s.noise_clip)
             next_actions = (next_actions + noise).clamp(-1.0, 1.0)
             next_q = self.critic_target(buffer.next_observations[rows], next_actions).min(dim=0).values
-            target = buffer.rewards[rows] + self.discount * (1.0 - buffer.terminals[rows]) * next_q
+            target = td_target(buffer.rewards[rows], buffer.terminals[rows], next_q, self.discount)
         return ensemble_mse(self.critic(buffer.observations[rows], buffer.actions[rows]), target)
 
     def hyper_q_loss(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
@@ -179,7 +180,7 @@ class LOM(Agent):
         """exp(beta*A) (released code) or exp(A/beta) (paper), clipped to (0, C]."""
         s = self.settings
         exponent = s.beta * advantage if s.policy_loss == "mse" else advantage / s.beta
-        return exponent.exp().clamp(max=s.C)
+        return exp_clip_weight(exponent, s.C)
 
     def policy_loss(self, buffer: Buffer, rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Advantage-weighted imitation of actions drawn from the selected component (Eq. 18)."""

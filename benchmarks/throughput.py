@@ -1,19 +1,22 @@
-"""Throughput of LOM training and evaluation on synthetic data with the real D4RL sizes and dimensions.
+"""Throughput of every agent's training, and of evaluation, on synthetic data with the real D4RL sizes and
+dimensions.
 
 For each preset (a D4RL v2 dataset: its size, state and action dimensions, and the released code's per-dataset
-K, M, beta, ac_rand, smooth_noise, C; everything else LOMSettings' defaults) this builds random data of
-that shape (standard-normal states, uniform [-1, 1] actions, normal rewards, 1000-step episodes ending in
-timeouts), puts it in a Buffer on the device and measures, in this order:
+K, M, beta, ac_rand, smooth_noise, C for LOM) this builds random data of that shape (standard-normal states,
+uniform [-1, 1] actions, normal rewards, 1000-step episodes ending in timeouts), puts it in a Buffer on the
+device and, for each agent (--agent, default: every registered one; LOM with the preset's settings, the others
+with their defaults), measures in this order:
 
-    mdn_pretrain   agent.pretrain_step(buffer): one MDN step, batch 512
-    mdn_table      agent.finish_pretraining(buffer), timed once: the frozen MDN at every dataset state
-    lom_update     agent.update(buffer, step): one whole step of the main loop
-    lom_value      sample_td_indices(256) + value_loss + optimise(critic_optimiser)
-    lom_hyper_q    sample_indices(1024) + hyper_q_loss + optimise(hyper_q_optimiser)
-    lom_policy     sample_indices(256) + policy_loss + optimise(policy_optimiser)
-    eval_env       one evaluation as train.py runs it: Evaluator, --eval_episodes episodes side by side
+    pretrain       agent.pretrain_step(buffer), agents that pretrain (LOM's MDN; OneStep's first stage)
+    table          agent.finish_pretraining(buffer), timed once (LOM: the frozen MDN at every dataset state)
+    update         agent.update(buffer, step): one whole step of the main loop
+    lom_value      LOM only: sample_td_indices(256) + value_loss + optimise(critic_optimiser)
+    lom_hyper_q    LOM only: sample_indices(1024) + hyper_q_loss + optimise(hyper_q_optimiser)
+    lom_policy     LOM only: sample_indices(256) + policy_loss + optimise(policy_optimiser)
+    eval_env       once per preset, with the first agent: one evaluation as train.py runs it, --eval_episodes
+                   episodes side by side
 
-The three parts add up to about lom_update (which also does the Polyak update every second step).
+LOM's three parts add up to about its update (which also does the Polyak update every second step).
 Each step measurement runs --warmup untimed steps, then --steps timed ones with time.perf_counter, and
 synchronises CUDA before starting and before stopping the clock. eval_env counts env steps as the sum of
 the episode lengths (steps_per_s = env_steps_per_s); a sub-env whose episode has ended keeps stepping
@@ -21,11 +24,11 @@ until the last one ends, and those steps are in the time but not in the count (s
 
 Every measurement is one JSON line on stdout (and appended to --out FILE); progress goes to stderr.
 
-    python -m benchmarks.throughput --device cpu --preset halfcheetah-medium-replay-v2
+    python -m benchmarks.throughput --device cpu --preset hopper-medium-v2 --benchmark update --threads 2
     python -m benchmarks.throughput --device cuda --profile --out benchmarks/results.jsonl
-    python -m benchmarks.throughput --preset hopper-medium-expert-v2 --set K=2 --benchmark lom_update
+    python -m benchmarks.throughput --preset hopper-medium-expert-v2 --agent lom --set K=2 --benchmark update
 
---set NAME=VALUE overrides any LOMSettings field for every preset; each line carries the full "settings".
+--set NAME=VALUE overrides a setting of every chosen agent that has it; each line carries the full "settings".
 """
 
 import argparse
@@ -43,7 +46,8 @@ import numpy as np
 import torch
 
 # Run as `python -m benchmarks.throughput` from anywhere: the project's packages live in the repo root.
-from agents.base import optimise
+from agents import AGENTS
+from agents.base import Agent, optimise
 from agents.lom import LOM, LOMSettings
 from utils.buffer import Buffer
 from utils.d4rl_tasks import D4RL_TASKS
@@ -51,13 +55,14 @@ from utils.dataset import Dataset, transitions_from_arrays
 from utils.errors import UserInputError
 from utils.evaluation import Evaluator, torch_policy
 from utils.runtime import resolve_device, seed_everything
+from utils.settings import parse_bool
 
 SEED = 0
 DISCOUNT = 0.99
 EPISODE_LENGTH = 1000
 PROFILE_STEPS = 20
 PROFILE_ROWS = 15
-BENCHMARKS = ("mdn_pretrain", "mdn_table", "lom_update", "lom_value", "lom_hyper_q", "lom_policy", "eval_env")
+BENCHMARKS = ("pretrain", "table", "update", "lom_value", "lom_hyper_q", "lom_policy", "eval_env")
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class Preset:
 PRESETS = {
     "halfcheetah-medium-replay-v2": Preset("halfcheetah", 17, 6, 202_000, K=1, M=5, beta=5.0, ac_rand=0.4,
                                            smooth_noise=0.2, C=100.0),
+    # The shape of the CORL comparison in docs/performance.md (hopper: 11-dim states, 3-dim actions, 1M rows).
+    "hopper-medium-v2": Preset("hopper", 11, 3, 999_998, K=3, M=5, beta=5.0, ac_rand=0.0, smooth_noise=0.2, C=50.0),
     "hopper-medium-expert-v2": Preset("hopper", 11, 3, 1_999_906, K=6, M=2, beta=0.1, ac_rand=0.0,
                                       smooth_noise=0.0, C=50.0),
     "walker2d-full-replay-v2": Preset("walker2d", 17, 6, 1_000_000, K=1, M=10, beta=5.0, ac_rand=0.0,
@@ -107,25 +114,34 @@ def synthetic_dataset(name: str, preset: Preset) -> Dataset:
     )
 
 
-def make_agent(preset: Preset, overrides: dict, buffer: Buffer, device: torch.device) -> LOM:
-    """LOM with the preset's settings, then the --set overrides, LOMSettings' defaults for the rest."""
-    settings = LOMSettings(num_mixtures=preset.M, K=preset.K, beta=preset.beta, C=preset.C,
-                           ac_rand=preset.ac_rand, smooth_noise=preset.smooth_noise)
-    return LOM(buffer.obs_dim, buffer.act_dim, replace(settings, **overrides), DISCOUNT).to(device)
+def make_agent(name: str, preset: Preset, overrides: dict, buffer: Buffer, device: torch.device) -> Agent:
+    """The agent with its default settings (LOM: the preset's), then the --set overrides that it has."""
+    settings_class = AGENTS[name].Settings
+    settings = settings_class()
+    if settings_class is LOMSettings:
+        settings = LOMSettings(num_mixtures=preset.M, K=preset.K, beta=preset.beta, C=preset.C,
+                               ac_rand=preset.ac_rand, smooth_noise=preset.smooth_noise)
+    own = {field.name for field in fields(settings_class)}
+    settings = replace(settings, **{key: value for key, value in overrides.items() if key in own})
+    return AGENTS[name](buffer.obs_dim, buffer.act_dim, settings, DISCOUNT).to(device)
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    """NAME=VALUE strings -> LOMSettings fields, each value converted to the type of the field's default."""
-    known = {field.name: field for field in fields(LOMSettings)}
+def parse_overrides(pairs: list[str], agents: list[str]) -> dict:
+    """NAME=VALUE strings -> settings of the chosen agents, each value converted to the type of the field's
+    default (the first chosen agent that has NAME decides the type)."""
+    known = {}
+    for agent in reversed(agents):
+        known |= {field.name: field for field in fields(AGENTS[agent].Settings)}
     overrides = {}
     for pair in pairs:
         name, _, text = pair.partition("=")
         if name not in known or not text:
-            raise UserInputError(f"--set {pair!r}: expected NAME=VALUE with NAME one of {', '.join(known)}")
+            raise UserInputError(f"--set {pair!r}: expected NAME=VALUE with NAME a setting of "
+                                 f"{', '.join(agents)}: one of {', '.join(sorted(known))}")
         kind, choices = type(known[name].default), known[name].metadata.get("choices")
         try:
-            value = kind(text)
-        except ValueError:
+            value = parse_bool(text) if kind is bool else kind(text)
+        except (ValueError, argparse.ArgumentTypeError):
             raise UserInputError(f"--set {pair!r}: {text!r} is not a {kind.__name__}") from None
         if choices and value not in choices:
             raise UserInputError(f"--set {pair!r}: {name} is one of {', '.join(choices)}")
@@ -205,8 +221,8 @@ def print_profile(step: Callable[[int], object], device: torch.device, title: st
 
 
 # ---- what is measured ------------------------------------------------------------------------------
-def training_steps(agent: LOM, buffer: Buffer) -> dict[str, Callable[[int], object]]:
-    """The main-loop step and each of its three parts alone, as functions of the step index."""
+def lom_parts(agent: LOM, buffer: Buffer) -> dict[str, Callable[[int], object]]:
+    """Each of the three parts of LOM's main-loop step alone, as functions of the step index."""
     s = agent.settings
 
     def value(_):
@@ -219,11 +235,10 @@ def training_steps(agent: LOM, buffer: Buffer) -> dict[str, Callable[[int], obje
         loss, _metrics = agent.policy_loss(buffer, buffer.sample_indices(s.policy_batch_size))
         optimise(agent.policy_optimiser, loss)
 
-    return {"lom_update": lambda i: agent.update(buffer, i), "lom_value": value, "lom_hyper_q": hyper_q,
-            "lom_policy": policy}
+    return {"lom_value": value, "lom_hyper_q": hyper_q, "lom_policy": policy}
 
 
-def evaluation_throughput(agent: LOM, buffer: Buffer, dataset: Dataset, episodes: int) -> dict:
+def evaluation_throughput(agent: Agent, buffer: Buffer, dataset: Dataset, episodes: int) -> dict:
     """One evaluation as in training; the policy is called once per vector step, which counts them."""
     evaluator = Evaluator(dataset, episodes, SEED)
     policy = torch_policy(agent.act, buffer.normaliser, buffer.device)
@@ -248,51 +263,63 @@ def evaluation_throughput(agent: LOM, buffer: Buffer, dataset: Dataset, episodes
 
 
 def run_preset(name: str, args: argparse.Namespace, device: torch.device, machine: dict) -> Iterator[dict]:
-    """Yields one record per measurement of one preset."""
+    """Yields one record per measurement of one preset, agent by agent."""
     preset = PRESETS[name]
-    seed_everything(SEED)
     print(f"# {name}: building {preset.size:,} synthetic transitions on {device}", file=sys.stderr)
     dataset = synthetic_dataset(name, preset)
     buffer = Buffer(dataset, device, normalise=True)
-    agent = make_agent(preset, args.overrides, buffer, device)
-    s = agent.settings
-    common = {"preset": name, **machine, "dataset_size": preset.size, "obs_dim": preset.obs_dim,
-              "act_dim": preset.act_dim, "K": s.K, "M": s.num_mixtures, "value_batch_size": s.value_batch_size,
-              "hyper_batch_size": s.hyper_batch_size, "policy_batch_size": s.policy_batch_size,
-              "gmm_batch_size": s.gmm_batch_size, "settings": asdict(s)}
+    for position, agent_name in enumerate(args.agent):
+        seed_everything(SEED)
+        agent = make_agent(agent_name, preset, args.overrides, buffer, device)
+        yield from measure_agent(agent_name, agent, preset, name, buffer, args, device, machine)
+        if position == 0 and "eval_env" in args.benchmark:
+            yield record_of("eval_env", agent_name, agent, preset, name, machine,
+                            evaluation_throughput(agent, buffer, dataset, args.eval_episodes))
 
-    def record(benchmark: str, fields: dict) -> dict:
-        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        return {"benchmark": benchmark, **common, **fields, "date": stamp}
 
+def record_of(benchmark: str, agent_name: str, agent: Agent, preset: Preset, preset_name: str, machine: dict,
+              measured: dict) -> dict:
+    """One JSON line: what was measured, on what, where and when."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"benchmark": benchmark, "agent": agent_name, "preset": preset_name, **machine,
+            "dataset_size": preset.size, "obs_dim": preset.obs_dim, "act_dim": preset.act_dim,
+            "settings": asdict(agent.settings), **measured, "date": stamp}
+
+
+def measure_agent(agent_name: str, agent: Agent, preset: Preset, preset_name: str, buffer: Buffer,
+                  args: argparse.Namespace, device: torch.device, machine: dict) -> Iterator[dict]:
     def step_record(benchmark: str, step: Callable[[int], object]) -> dict:
         seconds = time_steps(step, args.steps, args.warmup, device)
-        return record(benchmark, {"steps_per_s": args.steps / seconds, "steps": args.steps,
-                                  "warmup": args.warmup, "seconds": seconds})
+        return record_of(benchmark, agent_name, agent, preset, preset_name, machine,
+                         {"steps_per_s": args.steps / seconds, "steps": args.steps, "warmup": args.warmup,
+                          "seconds": seconds})
 
-    # The MDN trains only before finish_pretraining freezes it.
-    if "mdn_pretrain" in args.benchmark:
+    print(f"# {preset_name}: {agent_name}", file=sys.stderr)
+    # Pretraining happens only before finish_pretraining freezes its result.
+    if "pretrain" in args.benchmark and agent.pretrain_steps > 0:
         agent.start_pretraining(buffer)
-        yield step_record("mdn_pretrain", lambda _: agent.pretrain_step(buffer))
+        yield step_record("pretrain", lambda _: agent.pretrain_step(buffer))
     seconds = time_once(lambda: agent.finish_pretraining(buffer), device)
-    if "mdn_table" in args.benchmark:
-        yield record("mdn_table", {"seconds": seconds, "steps_per_s": None, "steps": 1, "warmup": 0,
-                                   "rows": buffer.size})
-    for benchmark, step in training_steps(agent, buffer).items():
-        if benchmark not in args.benchmark:
-            continue
-        yield step_record(benchmark, step)
-        if benchmark == "lom_update" and args.profile:
-            print_profile(step, device, f"lom_update on {name} ({device})")
-    if "eval_env" in args.benchmark:
-        yield record("eval_env", evaluation_throughput(agent, buffer, dataset, args.eval_episodes))
+    if "table" in args.benchmark and agent.pretrain_steps > 0:
+        yield record_of("table", agent_name, agent, preset, preset_name, machine,
+                        {"seconds": seconds, "steps_per_s": None, "steps": 1, "warmup": 0, "rows": buffer.size})
+    if "update" in args.benchmark:
+        yield step_record("update", lambda i: agent.update(buffer, i))
+        if args.profile:
+            print_profile(lambda i: agent.update(buffer, i), device, f"{agent_name} update on {preset_name} ({device})")
+    if isinstance(agent, LOM):
+        for benchmark, step in lom_parts(agent, buffer).items():
+            if benchmark in args.benchmark:
+                yield step_record(benchmark, step)
 
 
 # ---- command line ----------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", action="append", choices=tuple(PRESETS),
-                        help="dataset to mimic (repeatable); default: all three")
+                        help="dataset to mimic (repeatable); default: all of them")
+    parser.add_argument("--agent", action="append", choices=tuple(AGENTS),
+                        help="agent to measure (repeatable); default: every registered one")
     parser.add_argument("--benchmark", action="append", choices=BENCHMARKS,
                         help="measurement to run (repeatable); default: all")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -301,14 +328,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=50, help="untimed steps before each measurement")
     parser.add_argument("--eval_episodes", type=int, default=10, help="episodes side by side in eval_env")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a LOMSettings field for every preset (repeatable), e.g. K=2")
+                        help="override a setting of every chosen agent that has it (repeatable), e.g. K=2")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N); default: torch's")
     parser.add_argument("--profile", action="store_true",
-                        help=f"after lom_update, profile {PROFILE_STEPS} steps; top {PROFILE_ROWS} ops to stderr")
+                        help=f"after each update measurement, profile {PROFILE_STEPS} steps; top {PROFILE_ROWS} ops "
+                             "to stderr")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     args = parser.parse_args(argv)
     args.preset = args.preset or list(PRESETS)
     args.benchmark = args.benchmark or list(BENCHMARKS)
+    args.agent = args.agent or list(AGENTS)
     for flag in ("steps", "eval_episodes"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1")
@@ -331,9 +360,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     try:
         device = resolve_device(args.device)
-        args.overrides = parse_overrides(args.overrides)
+        args.overrides = parse_overrides(args.overrides, args.agent)
     except UserInputError as error:
-        sys.exit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     machine = machine_info(device)
     for name in args.preset:
         for line in run_preset(name, args, device, machine):

@@ -1,4 +1,5 @@
-"""Value networks: an ensemble of K state-action critics and the hyper Q-function over mixture components."""
+"""Value networks: an ensemble of K state-action critics, a state value V(s), and the hyper Q-function over
+mixture components."""
 
 import torch
 from torch import nn
@@ -22,6 +23,17 @@ class CriticEnsemble(nn.Module):
         """Q_1, the first member only: (..., obs), (..., act) -> (...)."""
         inputs = torch.cat([states, actions], dim=-1)
         return self.q.member(inputs.reshape(-1, inputs.shape[-1]), 0).view(inputs.shape[:-1])
+
+
+class StateValue(nn.Module):
+    """V(s): (B, obs) -> (B,)."""
+
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.v = mlp(obs_dim, hidden, 1)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.v(states).squeeze(-1)
 
 
 class OneHotHyperQ(nn.Module):

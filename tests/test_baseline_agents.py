@@ -166,6 +166,30 @@ def test_awac_advantage_is_min_q_at_the_action_minus_min_q_at_a_policy_sample():
     torch.testing.assert_close(advantage, expected)
 
 
+def test_awac_has_corl_networks_and_one_batch_for_both_steps():
+    """Three hidden layers for the policy and each critic; a Gaussian with an unsquashed mean and one
+    state-independent log-std clamped to [-20, 2]; the critic and policy steps read the same rows."""
+    agent = AWAC(4, 2, AWACSettings(hidden=16), 0.99)
+    linear_policy = [m for m in agent.policy.net if isinstance(m, torch.nn.Linear)]
+    assert len(linear_policy) == 4 and len(agent.critic.q.net) == 7  # 3 hidden + output; 3 x (layer, ReLU) + 1
+    assert agent.policy.log_std.shape == (2,)
+    with torch.no_grad():
+        agent.policy.net[-1].bias.fill_(5.0)
+        agent.policy.log_std.fill_(-30.0)
+    mean, std = agent.policy(torch.randn(3, 4))
+    assert mean.min() > 1.0 and torch.allclose(std, torch.full((2,), math.exp(-20.0)))  # no tanh; clamped
+    assert agent.act(torch.randn(3, 4)).max() == 1.0  # acts with the mean clipped to the action range
+
+    buffer = two_mode_buffer(256, good_share=0.5, good_reward=1.0)
+    agent = AWAC(1, 1, AWACSettings(hidden=8, batch_size=16), 0.99)
+    drawn = []
+    original = buffer.sample_td_indices
+    buffer.sample_td_indices = lambda size: drawn.append(original(size)) or drawn[-1]
+    buffer.sample_indices = None  # the policy step must not draw a second batch
+    agent.update(buffer, 1)
+    assert len(drawn) == 1
+
+
 def test_awac_moves_toward_the_rewarded_mode_where_bc_averages():
     """Half the actions at +0.8 (reward 1), half at -0.8 (reward 0), one-step episodes. BC's mean stays
     near 0; AWAC weights the +0.8 actions e^(1/lambda) = e times more, so its weighted-likelihood optimum is

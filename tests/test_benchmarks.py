@@ -11,20 +11,29 @@ REPO = Path(__file__).resolve().parent.parent
 def test_throughput_reports_each_measurement_with_the_preset_settings(tmp_path):
     out = tmp_path / "bench.jsonl"
     command = [sys.executable, "-m", "benchmarks.throughput", "--device", "cpu", "--preset",
-               "halfcheetah-medium-replay-v2", "--steps", "3", "--warmup", "1", "--benchmark", "mdn_pretrain",
-               "--benchmark", "mdn_table", "--benchmark", "lom_update", "--benchmark", "lom_hyper_q",
-               "--out", str(out)]
+               "halfcheetah-medium-replay-v2", "--agent", "lom", "--agent", "td3bc", "--steps", "3", "--warmup", "1",
+               "--benchmark", "pretrain", "--benchmark", "table", "--benchmark", "update",
+               "--benchmark", "lom_hyper_q", "--set", "hidden=64", "--out", str(out)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [line["benchmark"] for line in lines] == ["mdn_pretrain", "mdn_table", "lom_update", "lom_hyper_q"]
+    assert [(line["agent"], line["benchmark"]) for line in lines] == [
+        ("lom", "pretrain"), ("lom", "table"), ("lom", "update"), ("lom", "lom_hyper_q"), ("td3bc", "update")]
     assert [json.loads(line) for line in out.read_text().splitlines()] == lines
     for line in lines:
         assert line["preset"] == "halfcheetah-medium-replay-v2" and line["device"] == "cpu"
-        assert (line["K"], line["M"], line["obs_dim"], line["act_dim"]) == (1, 5, 17, 6)
-        assert (line["value_batch_size"], line["hyper_batch_size"], line["policy_batch_size"],
-                line["gmm_batch_size"]) == (256, 1024, 256, 512)
-        assert line["dataset_size"] == 202_000
+        assert (line["obs_dim"], line["act_dim"], line["dataset_size"]) == (17, 6, 202_000)
+        assert line["settings"]["hidden"] == 64  # --set reaches every agent that has the setting
+    lom = lines[0]["settings"]
+    assert (lom["K"], lom["num_mixtures"], lom["C"], lom["ac_rand"]) == (1, 5, 100.0, 0.4)  # the preset's
+    assert (lom["value_batch_size"], lom["hyper_batch_size"], lom["gmm_batch_size"]) == (256, 1024, 512)
     for line in lines[:1] + lines[2:]:
         assert line["steps"] == 3 and line["steps_per_s"] > 0
         assert line["steps_per_s"] == 3 / line["seconds"]
+
+
+def test_a_setting_no_chosen_agent_has_is_refused_in_one_line():
+    command = [sys.executable, "-m", "benchmarks.throughput", "--agent", "bc", "--set", "K=2"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--set 'K=2': expected NAME=VALUE with NAME a setting of bc" in result.stderr

@@ -500,3 +500,15 @@ def test_an_empty_dataset_is_refused(tmp_path):
     with pytest.raises(UserInputError, match=r"empty\.hdf5: observations must have shape \(rows, features\) "
                                              r"with rows > 0, got \(0, 3\)"):
         load_dataset("mine", dataset_path=path, eval_env="Hopper-v4")
+
+
+def test_buffer_episode_returns_sum_each_episodes_rewards(tmp_path):
+    """The four episodes above: rows 0-1, row 2, rows 3-5, rows 6-7 (rewards = row / 10)."""
+    import torch
+
+    from utils.buffer import Buffer
+
+    data = load_dataset("ignored", dataset_path=write_hdf5(tmp_path / "mine.hdf5"), eval_env="Hopper-v4")
+    returns = Buffer(data, torch.device("cpu"), normalise=False).episode_returns()
+    assert returns.dtype == torch.float64
+    assert returns.tolist() == pytest.approx([0.1, 0.2, 1.2, 1.3])

@@ -125,7 +125,7 @@ def locked_run(finished: Path, tmp_path: Path) -> list[str]:
 
 CASES = {  # the row's message -> (tmp_path, finished run, html server) -> train.py's arguments
     "unknown dataset 'X'; did you mean ...": lambda t, r, h: ["--env_name", "hoper-medium-v2"],
-    "unknown agent 'X'; choose one of: ...": lambda t, r, h: ["--agent", "cql"],
+    "unknown agent 'X'; choose one of: ...": lambda t, r, h: ["--agent", "sac"],
     "unrecognized arguments: ...": lambda t, r, h: ["--train", "100"],
     "could not download URL (...)": lambda t, r, h: [
         "--env_name", "hopper-medium-v2", "--d4rl_dir", str(t / "d4rl"),
@@ -174,6 +174,8 @@ CASES = {  # the row's message -> (tmp_path, finished run, html server) -> train
     "--run_dir and --resume both name the run to continue; ...": lambda t, r, h: [
         "--run_dir", str(t / "new"), "--resume", "auto"],
     "DIR is in use by process P on HOST since T ...": lambda t, r, h: locked_run(r, t),
+    "--reward_scale max divides rewards by their maximum, but every reward is <= 0 ...": lambda t, r, h: [
+        "--agent", "lapo", *own_file(t, rewards=-np.ones(ROWS)), "--training_steps", "20", "--eval_every", "10"],
 }
 
 

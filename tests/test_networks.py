@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from networks.critics import CriticEnsemble, OneHotHyperQ, ensemble_mse, soft_update
+from networks.critics import CriticEnsemble, OneHotHyperQ, StateValue, ensemble_mse, soft_update
+from networks.losses import exp_clip_weight, expectile_loss, expectile_weight, td_target
 from networks.mdn import LOG_STD_MAX, LOG_STD_MIN, MEAN_LIMIT, GaussianMixture, MixtureDensityNetwork
 from networks.mlp import EnsembleLinear, EnsembleMLP, mlp
-from networks.policies import DeterministicPolicy, GaussianPolicy
+from networks.policies import DeterministicPolicy, FixedStdGaussianPolicy, GaussianPolicy, TanhGaussianPolicy
 
 
 def normal_log_density(x: float, mean: float, std: float) -> float:
@@ -270,3 +271,55 @@ def test_deterministic_policy_is_tanh_of_its_mlp():
     policy = DeterministicPolicy(obs_dim=3, act_dim=2, hidden=(8, 8))
     states = torch.randn(4, 3)
     torch.testing.assert_close(policy.act(states), torch.tanh(policy.net(states)))
+
+
+# ---- state-independent and tanh-squashed Gaussians, the shared loss pieces -----------------------------
+
+
+def test_fixed_std_gaussian_log_prob_matches_torch_normal_and_its_std_ignores_the_state():
+    torch.manual_seed(0)
+    policy = FixedStdGaussianPolicy(obs_dim=3, act_dim=2, hidden=(8,), squash_mean=True, log_std_range=(-5.0, 2.0))
+    with torch.no_grad():
+        policy.log_std.copy_(torch.tensor([-0.5, 9.0]))  # the second is clamped to 2
+    states, actions = torch.randn(4, 3), torch.rand(4, 2) * 2 - 1
+    mean, std = policy(states)
+    assert std.shape == (2,) and torch.allclose(std, torch.tensor([math.exp(-0.5), math.exp(2.0)]))
+    assert mean.abs().max() < 1  # squashed
+    expected = torch.distributions.Normal(mean, std).log_prob(actions).sum(-1)
+    torch.testing.assert_close(policy.log_prob(states, actions), expected)
+
+
+def test_tanh_gaussian_log_prob_includes_the_tanh_jacobian():
+    torch.manual_seed(0)
+    policy = TanhGaussianPolicy(obs_dim=3, act_dim=2, hidden=(8,))
+    states = torch.randn(5, 3)
+    torch.manual_seed(1)
+    actions, log_probs = policy.rsample(states, num_samples=4)
+    assert actions.shape == (4, 5, 2) and log_probs.shape == (4, 5) and actions.abs().max() < 1
+    mean, std = policy(states)
+    squashed = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, std), [torch.distributions.TanhTransform(cache_size=1)])
+    torch.manual_seed(1)
+    u = mean + std * torch.randn(4, 5, 2)
+    torch.testing.assert_close(actions, torch.tanh(u))
+    torch.testing.assert_close(log_probs, squashed.log_prob(torch.tanh(u)).sum(-1), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(policy.act(states), torch.tanh(mean))
+
+
+def test_expectile_loss_weights_negative_residuals_by_one_minus_tau():
+    u = torch.tensor([-2.0, -0.5, 0.0, 1.0, 3.0])
+    weights = [0.3, 0.3, 0.7, 0.7, 0.7]  # tau = 0.7; u = 0 counts as non-negative
+    assert expectile_weight(u, 0.7).tolist() == pytest.approx(weights)
+    expected = sum(w * x * x for w, x in zip(weights, u.tolist())) / 5
+    assert expectile_loss(u, 0.7).item() == pytest.approx(expected)
+
+
+def test_td_target_and_clipped_exponential_weight_by_hand():
+    y = td_target(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0]), torch.tensor([10.0, 10.0]), 0.9)
+    assert y.tolist() == pytest.approx([10.0, 2.0])
+    assert exp_clip_weight(torch.tensor([0.0, 1.0, 10.0]), 5.0).tolist() == pytest.approx([1.0, math.e, 5.0])
+
+
+def test_state_value_maps_states_to_one_value_each():
+    value = StateValue(obs_dim=3, hidden=(4,))
+    assert value(torch.randn(6, 3)).shape == (6,)

@@ -1,5 +1,6 @@
 """utils/runtime.py: metric averaging on the device, device choice and seeding."""
 
+import math
 import random
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from utils.errors import UserInputError
-from utils.runtime import MetricAverager, resolve_device, seed_everything
+from utils.runtime import MetricAverager, NonFiniteWatch, resolve_device, seed_everything
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -79,8 +80,6 @@ def test_seed_everything_repeats_python_numpy_and_torch_draws():
 
 
 def test_non_finite_watch_reports_the_first_bad_metric_and_step():
-    from utils.runtime import NonFiniteWatch
-
     watch = NonFiniteWatch()
     for step in (1, 2, 3):
         watch.add({"a": torch.tensor(1.0), "b": torch.tensor(2.0)}, step)
@@ -91,6 +90,37 @@ def test_non_finite_watch_reports_the_first_bad_metric_and_step():
 
 
 def test_non_finite_watch_is_empty_before_any_step():
-    from utils.runtime import NonFiniteWatch
-
     assert NonFiniteWatch().first_failure() is None
+
+
+def test_metric_averager_means_each_key_over_the_steps_that_reported_it():
+    # TD3+BC reports its actor loss every second step only: it is averaged over those steps.
+    averager = MetricAverager()
+    averager.add({"critic_loss": torch.tensor(1.0), "actor_loss": torch.tensor(10.0)})
+    averager.add({"critic_loss": torch.tensor(3.0)})
+    averager.add({"critic_loss": torch.tensor(5.0), "actor_loss": torch.tensor(20.0)})
+    averager.add({"critic_loss": torch.tensor(7.0)})
+    assert averager.mean() == {"critic_loss": 4.0, "actor_loss": 15.0}
+
+    averager.add({"critic_loss": torch.tensor(1.0)})
+    resumed = MetricAverager()
+    resumed.load_state_dict(averager.state_dict())
+    resumed.add({"critic_loss": torch.tensor(2.0), "actor_loss": torch.tensor(4.0)})
+    assert resumed.mean() == {"critic_loss": 1.5, "actor_loss": 4.0}
+
+
+def test_metric_averager_resumes_from_a_checkpoint_of_one_stacked_group():
+    averager = MetricAverager()
+    averager.load_state_dict({"keys": ["loss"], "total": torch.tensor([6.0]), "count": 3})
+    averager.add({"loss": torch.tensor(2.0)})
+    assert averager.mean() == {"loss": 2.0}
+
+
+def test_non_finite_watch_follows_metrics_that_appear_on_some_steps_only():
+    watch = NonFiniteWatch()
+    watch.add({"critic_loss": torch.tensor(1.0)}, step=1)
+    watch.add({"critic_loss": torch.tensor(1.0), "actor_loss": torch.tensor(math.inf)}, step=2)
+    watch.add({"critic_loss": torch.tensor(math.nan)}, step=3)
+    restored = NonFiniteWatch()
+    restored.load_state_dict(watch.state_dict())
+    assert watch.first_failure() == restored.first_failure() == ("actor_loss", 2)

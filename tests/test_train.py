@@ -91,12 +91,12 @@ def test_pretrained_mdn_is_cached_and_reused_with_identical_results(toy_run):
     tmp_path, first = toy_run
     (cached,) = (tmp_path / "gmm").glob("*.pt")
     assert cached.name.startswith("toy-multimodal_lom_seed0_")
-    assert "MDN pretraining" in first.stderr
+    assert "LOM pretraining" in first.stderr
 
     second = train(tmp_path, *SHORT_RUN)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "loaded the pretrained behaviour model" in second.stdout
-    assert "MDN pretraining" not in second.stderr
+    assert "LOM pretraining" not in second.stderr
 
     first_dir, second_dir = run_dirs(tmp_path)
     assert without_wall_time(read_progress(second_dir)[1]) == without_wall_time(read_progress(first_dir)[1])
@@ -111,7 +111,7 @@ def test_retrain_gmm_trains_again_and_reproduces_the_same_numbers(tmp_path, toy_
     cached_at = cached.stat().st_mtime_ns
     result = train(tmp_path, *SHORT_RUN, "--retrain_gmm", "1", "--gmm_dir", str(cache_tmp / "gmm"))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "MDN pretraining" in result.stderr and "loaded" not in result.stderr
+    assert "LOM pretraining" in result.stderr and "loaded" not in result.stderr
     assert cached.stat().st_mtime_ns > cached_at  # the cache entry was replaced
     (retrained,) = run_dirs(tmp_path)
     first = run_dirs(cache_tmp)[0]

@@ -314,3 +314,30 @@ def test_to_dict_is_flat_with_run_and_agent_keys():
     assert not any(isinstance(value, dict) for value in flat.values())
     assert flat["seed"] == 4 and flat["beta"] == 0.5 and flat["env_name"] == "toy-multimodal"
     assert flat["num_mixtures"] == config.agent.num_mixtures
+
+
+def test_an_agents_run_defaults_sit_below_its_yaml_and_the_flags(tmp_path):
+    """IQL's original code trains on raw states: its default for --normalise is 0, and --help says so."""
+    assert AGENTS["iql"].run_defaults == {"normalise": False}
+    assert parse_config(["--agent", "iql"]).run.normalise is False
+    assert parse_config(["--agent", "iql", "--normalise", "1"]).run.normalise is True
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("normalise: 1\n")
+    assert parse_config(["--agent", "iql", "--config", str(mine)]).run.normalise is True
+    assert parse_config(["--agent", "td3bc"]).run.normalise is True  # the dataclass default
+    help_text = " ".join(build_parser("iql").format_help().split())
+    assert "z-score states with the dataset's mean and std; 0: raw states (default: 0)" in help_text
+
+
+def test_an_agents_own_check_runs_with_the_other_checks():
+    @dataclasses.dataclass
+    class Strict(BCSettings):
+        def check(self, run):
+            if run.training_steps < 100:
+                raise UserInputError("strict needs --training_steps 100 or more")
+
+    from utils.settings import Config, validate
+
+    with pytest.raises(UserInputError, match="strict needs --training_steps 100"):
+        validate(Config(run=RunSettings(training_steps=50, eval_every=10), agent=Strict()))
+    validate(Config(run=RunSettings(training_steps=100, eval_every=10), agent=Strict()))

@@ -1,7 +1,7 @@
 """Flags + `--config FILE` + configs/<agent>/<dataset>.yaml + defaults -> one validated Config.
 
 Precedence: command-line flags, then the user's `--config` YAML, then the YAML shipped for the agent and
-dataset, then the dataclass defaults. Every setting of the run or of the chosen agent is a flag.
+dataset, then the agent's own run defaults (`Agent.run_defaults`), then the dataclass defaults. Every setting of the run or of the chosen agent is a flag.
 """
 
 import argparse
@@ -49,10 +49,10 @@ def build_parser(agent_name: str) -> argparse.ArgumentParser:
         usage="python train.py [--agent NAME] [--env_name DATASET] [--config FILE] [--SETTING VALUE ...]",
         description="Train an offline RL agent (LOM by default) on a dataset, evaluate it and log the scores.",
         epilog=f"agents (--agent NAME; python train.py --agent NAME --help lists NAME's settings):\n{agents}\n\n"
-               "Precedence: flags, then --config FILE, then configs/<agent>/<dataset>.yaml, then the defaults.")
+               "Precedence: flags, then --config FILE, then configs/<agent>/<dataset>.yaml, then the agent's defaults.")
     parser.add_argument("--config", metavar="FILE", help="a YAML file of settings (run and agent) to apply; "
                         "flags override it, and it overrides configs/<agent>/<dataset>.yaml")
-    add_run_flags(parser)
+    add_run_flags(parser, AGENTS[agent_name].run_defaults)
     add_agent_flags(parser, AGENTS[agent_name].Settings,
                     f"{agent_name} settings (docs/algorithms/{agent_name}.md)")
     return parser
@@ -137,7 +137,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
     user = split_settings(from_user, agent_name, early.config) if user_file else ({}, {})
     asked = {**user[0], **user[1], **flags}  # what this command asks for, explicitly: its flags and its --config
     run_flags = {k: v for k, v in flags.items() if k in RUN_NAMES} | {"agent": agent_name, "env_name": env_name}
-    run = RunSettings(**{**shipped[0], **user[0], **run_flags})
+    run = RunSettings(**{**AGENTS[agent_name].run_defaults, **shipped[0], **user[0], **run_flags})
     agent = AGENTS[agent_name].Settings(**{**shipped[1], **user[1],
                                            **{k: v for k, v in flags.items() if k not in RUN_NAMES}})
     config = Config(run=run, agent=agent, files=tuple(file for file in (shipped_file, user_file) if file),

@@ -61,6 +61,15 @@ class Buffer:
         self.rewards = on_device(dataset.rewards)
         self.terminals = on_device(dataset.terminals)
         self.td_rows = torch.as_tensor(np.flatnonzero(dataset.has_td_target), device=device)
+        self.episode_ends = torch.as_tensor(dataset.episode_ends, device=device)
+
+    def episode_returns(self) -> torch.Tensor:
+        """The undiscounted return of every episode, summed in float64 (episodes end at a terminal, a timeout
+        or where the next row starts another episode): (E,). For reward scalings that use return ranges."""
+        ends = self.episode_ends.nonzero().flatten()
+        totals = torch.cat([self.rewards.new_zeros(1, dtype=torch.float64),
+                            self.rewards.cumsum(0, dtype=torch.float64)])[ends + 1]
+        return totals.diff(prepend=totals.new_zeros(1))
 
     def sample_indices(self, batch_size: int) -> torch.Tensor:
         """Uniform rows of the whole dataset (for imitation and the hyper Q)."""

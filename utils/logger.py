@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from utils.errors import UserInputError
+from utils.files import written_atomically
 
 SCORE_KEY, RETURN_KEY = "eval/normalised_score", "eval/return"
 
@@ -68,22 +69,42 @@ def summarise(rows: list[dict], wall_time: float) -> dict:
 
 class RowFiles:
     """The same rows as <stem>.csv and <stem>.jsonl, flushed row by row. The files appear with the first
-    row, and the CSV's columns are that row's keys."""
+    row. The CSV's columns are the keys seen so far: a row with a new key (a metric an agent reports only from
+    some step on) rewrites the CSV once with the wider header; cells a row lacks stay empty."""
 
     def __init__(self, run_dir: Path, stem: str):
         self.run_dir, self.stem = run_dir, stem
         self.csv_file = self.jsonl_file = self.csv_writer = None
 
+    @property
+    def csv_path(self) -> Path:
+        return self.run_dir / f"{self.stem}.csv"
+
     def write(self, row: dict) -> None:
         if self.csv_writer is None:
-            self.csv_file = open(self.run_dir / f"{self.stem}.csv", "w", newline="")
+            self.csv_file = open(self.csv_path, "w", newline="")
             self.jsonl_file = open(self.run_dir / f"{self.stem}.jsonl", "w")
             self.csv_writer = csv.DictWriter(self.csv_file, fieldnames=list(row))
             self.csv_writer.writeheader()
+        elif not row.keys() <= set(self.csv_writer.fieldnames):
+            self.widen_csv([key for key in row if key not in self.csv_writer.fieldnames])
         self.csv_writer.writerow(row)
         self.csv_file.flush()
         self.jsonl_file.write(json.dumps({k: finite_or_none(v) for k, v in row.items()}) + "\n")
         self.jsonl_file.flush()
+
+    def widen_csv(self, new_columns: list[str]) -> None:
+        """Rewrite the CSV written so far under a header with `new_columns` added at the end."""
+        self.csv_file.close()
+        with self.csv_path.open(newline="") as file:
+            rows = list(csv.DictReader(file))
+        columns = [*self.csv_writer.fieldnames, *new_columns]
+        with written_atomically(self.csv_path) as partial, partial.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.csv_file = open(self.csv_path, "a", newline="")
+        self.csv_writer = csv.DictWriter(self.csv_file, fieldnames=columns)
 
     def close(self) -> None:
         for file in (self.csv_file, self.jsonl_file):

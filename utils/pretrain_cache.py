@@ -17,9 +17,11 @@ from utils.files import set_aside, written_atomically
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
-    """A hash of the states and actions the pretraining sees."""
+    """A hash of every array a pretraining can read: an MDN sees states and actions, OneStep's SARSA critic also
+    rewards, terminals and next steps."""
     digest = hashlib.sha256()
-    for array in (dataset.observations, dataset.actions):
+    for array in (dataset.observations, dataset.actions, dataset.rewards, dataset.terminals,
+                  dataset.next_observations, dataset.next_actions, dataset.has_td_target):
         digest.update(str(array.shape).encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()

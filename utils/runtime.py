@@ -25,36 +25,42 @@ def resolve_device(name: str) -> torch.device:
 
 
 class MetricAverager:
-    """Sums metric tensors on their device, all in one stacked tensor (one add a step); `mean()` reads them
-    to the host once, at log time."""
+    """Sums metric tensors on their device, one stacked tensor per set of keys (one add a step); `mean()` reads
+    them to the host once, at log time. Each key is averaged over the steps that reported it, so an agent may
+    report some metrics only on some steps (TD3+BC's actor loss, every second step)."""
 
     def __init__(self):
-        self.keys: list[str] = []
-        self.total: torch.Tensor | None = None
-        self.count = 0
+        self.groups: dict[tuple[str, ...], list] = {}  # keys -> [summed values (n_keys,), steps]
 
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
         values = torch.stack([value.float() for value in metrics.values()])
-        self.keys, self.total = list(metrics), values if self.total is None else self.total + values
-        self.count += 1
+        group = self.groups.get(tuple(metrics))
+        if group is None:
+            self.groups[tuple(metrics)] = [values, 1]
+        else:
+            group[0], group[1] = group[0] + values, group[1] + 1
 
     def state_dict(self) -> dict:
-        return {"keys": self.keys, "total": self.total, "count": self.count}
+        return {"groups": [(list(keys), total, count) for keys, (total, count) in self.groups.items()]}
 
     def load_state_dict(self, state: dict) -> None:
-        if "sums" in state:  # a checkpoint written before the sums were stacked: {key: sum tensor}
+        if "groups" in state:
+            self.groups = {tuple(keys): [total, count] for keys, total, count in state["groups"]}
+        elif "sums" in state:  # a checkpoint from before the sums were stacked: {key: sum tensor}
             sums = state["sums"]
-            state = {"keys": list(sums), "total": torch.stack(list(sums.values())).float() if sums else None,
-                     "count": state["count"]}
-        self.keys, self.total, self.count = list(state["keys"]), state["total"], state["count"]
+            self.groups = {tuple(sums): [torch.stack(list(sums.values())).float(), state["count"]]} if sums else {}
+        else:  # one stacked group: {"keys", "total", "count"}
+            total = state["total"]
+            self.groups = {tuple(state["keys"]): [total, state["count"]]} if total is not None else {}
 
     def mean(self) -> dict[str, float]:
         """Averages since the last call, then starts over."""
-        if self.total is None:
-            return {}
-        means = dict(zip(self.keys, (self.total / self.count).tolist()))
-        self.total, self.count = None, 0
-        return means
+        sums, counts = {}, {}
+        for keys, (total, count) in self.groups.items():
+            for key, value in zip(keys, total.tolist()):
+                sums[key], counts[key] = sums.get(key, 0.0) + value, counts.get(key, 0) + count
+        self.groups = {}
+        return {key: sums[key] / counts[key] for key in sums}
 
 
 class NonFiniteWatch:
@@ -64,28 +70,34 @@ class NonFiniteWatch:
     """
 
     def __init__(self):
-        self.keys: list[str] = []
-        self.first_step: torch.Tensor | None = None  # (n_metrics,), inf while a metric stays finite
+        self.first_steps: dict[tuple[str, ...], torch.Tensor] = {}  # keys -> (n_keys,), inf while finite
 
     def add(self, metrics: dict[str, torch.Tensor], step: int) -> None:
         values = torch.stack([value.float() for value in metrics.values()])
-        if self.first_step is None:
-            self.keys, self.first_step = list(metrics), torch.full_like(values, math.inf)
-        newly_bad = ~torch.isfinite(values) & torch.isinf(self.first_step)
-        self.first_step = torch.where(newly_bad, float(step), self.first_step)
+        keys = tuple(metrics)
+        first_step = self.first_steps.get(keys)
+        if first_step is None:
+            first_step = torch.full_like(values, math.inf)
+        newly_bad = ~torch.isfinite(values) & torch.isinf(first_step)
+        self.first_steps[keys] = torch.where(newly_bad, float(step), first_step)
 
     def state_dict(self) -> dict:
-        return {"keys": self.keys, "first_step": self.first_step}
+        return {"groups": [(list(keys), first) for keys, first in self.first_steps.items()]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.keys, self.first_step = list(state["keys"]), state["first_step"]
+        if "groups" in state:
+            self.first_steps = {tuple(keys): first for keys, first in state["groups"]}
+        else:  # one group: {"keys", "first_step"}
+            first = state["first_step"]
+            self.first_steps = {tuple(state["keys"]): first} if first is not None else {}
 
     def first_failure(self) -> tuple[str, int] | None:
         """(metric, step) of the earliest non-finite value seen, or None."""
-        if self.first_step is None:
+        candidates = [(step, key) for keys, first in self.first_steps.items()
+                      for step, key in zip(first.tolist(), keys)]
+        if not candidates:
             return None
-        steps = self.first_step.tolist()
-        step, key = min(zip(steps, self.keys))
+        step, key = min(candidates)
         return None if math.isinf(step) else (key, int(step))
 
 

@@ -118,23 +118,26 @@ def value_type(field: dataclasses.Field):
     return parse_bool if hint is bool else hint
 
 
-def add_flag(group, field: dataclasses.Field) -> None:
+def add_flag(group, field: dataclasses.Field, default=dataclasses.MISSING) -> None:
+    """--NAME for a setting; `default` replaces the field's own in the help (an agent's run default)."""
     choices = field.metadata.get("choices")
-    shown = int(field.default) if isinstance(field.default, bool) else field.default
+    default = field.default if default is dataclasses.MISSING else default
+    shown = int(default) if isinstance(default, bool) else default
     # Named choices (device, loss variants) are case-insensitive: --device CPU works.
     kind = str.lower if choices else value_type(field)
     group.add_argument(f"--{field.name}", type=kind, choices=choices,
                        help=f"{field.metadata['help']} (default: {shown!r})")
 
 
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """The run settings, one --help section per group, in the order the groups first appear."""
+def add_run_flags(parser: argparse.ArgumentParser, defaults: dict) -> None:
+    """The run settings, one --help section per group, in the order the groups first appear; `defaults`:
+    the chosen agent's own defaults for some of them."""
     sections = {}
     for field in fields(RunSettings):
         name = field.metadata["group"]
         if name not in sections:
             sections[name] = parser.add_argument_group(f"{name} settings")
-        add_flag(sections[name], field)
+        add_flag(sections[name], field, defaults.get(field.name, dataclasses.MISSING))
 
 
 def add_agent_flags(parser: argparse.ArgumentParser, settings_class: type, title: str) -> None:
@@ -181,6 +184,7 @@ def validate(config: Config) -> None:
         raise UserInputError(f"--eval_every ({run.eval_every}) is larger than --training_steps "
                              f"({run.training_steps}): no evaluation would run; lower --eval_every")
     user_score_reference(run.ref_min_score, run.ref_max_score)  # raises on half a pair, before any data loads
+    config.agent.check(run)
 
 
 def check_against_dataset(config: Config, size: int) -> None:

@@ -1,0 +1,121 @@
+"""TD3+BC: TD3 with a behaviour-cloning term in the actor loss (Fujimoto & Gu, "A Minimalist Approach to Offline
+Reinforcement Learning", NeurIPS 2021, arXiv 2106.06860, Sec. 4).
+
+1. Twin critics learn Q of the current deterministic policy as in TD3: clipped double Q-learning with target
+   policy smoothing, bootstrapping from min(Q1', Q2') at a noisy target-policy action.
+2. Every `policy_freq` steps (TD3's delayed update) the actor maximises lambda * Q1(s, pi(s)) - (pi(s) - a)^2
+   on the same batch (Eq. 3), lambda = alpha / mean |Q1(s, pi(s))| holding the trade-off fixed whatever the
+   scale of Q; then the target actor and target critics follow by Polyak averaging.
+The paper's third change, z-scored states, is the run setting `normalise` (on by default).
+"""
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from agents.base import Agent, AgentSettings, adam, optimise
+from networks.critics import CriticEnsemble, ensemble_mse, soft_update
+from networks.losses import td_target
+from networks.policies import DeterministicPolicy
+from utils.buffer import Buffer
+from utils.settings import setting
+
+NUM_CRITICS = 2  # TD3's clipped double Q-learning
+
+
+@dataclass
+class TD3BCSettings(AgentSettings):
+    alpha: float = setting(2.5, "alpha: lambda = alpha / mean|Q|, the weight of Q against the BC term "
+                           "(0: pure behaviour cloning)", at_least=0)
+    policy_noise: float = setting(0.2, "std of the Gaussian noise on the target action (target policy "
+                                  "smoothing)", at_least=0)
+    noise_clip: float = setting(0.5, "the target-action noise is clipped to [-noise_clip, noise_clip]",
+                                at_least=0)
+    policy_freq: int = setting(2, "critic steps per actor step; the targets move on actor steps only",
+                               at_least=1)
+    actor_lr: float = setting(3e-4, "learning rate of the actor", above=0)
+    critic_lr: float = setting(3e-4, "learning rate of the twin critics", above=0)
+    batch_size: int = setting(256, "batch size, shared by the critic and the actor step", at_least=1,
+                              at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
+    tau: float = setting(0.005, "Polyak coefficient of the target actor and critics", above=0, at_most=1)
+    hidden: int = setting(256, "width of the two hidden layers of the actor and the critics", at_least=1,
+                          at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
+
+
+class TD3BC(Agent):
+    Settings = TD3BCSettings
+
+    def __init__(self, obs_dim: int, act_dim: int, settings: TD3BCSettings, discount: float):
+        super().__init__(obs_dim, act_dim, settings, discount)
+        s, hidden = settings, (settings.hidden, settings.hidden)
+        self.actor = DeterministicPolicy(obs_dim, act_dim, hidden)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic = CriticEnsemble(obs_dim, act_dim, NUM_CRITICS, hidden)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optimiser = adam(self.actor.parameters(), s.actor_lr)
+        self.critic_optimiser = adam(self.critic.parameters(), s.critic_lr)
+
+    # ---- 1. the critics: TD3's clipped double Q-learning -----------------------------------------
+    @torch.no_grad()
+    def smoothed_target_action(self, next_states: torch.Tensor) -> torch.Tensor:
+        """Target policy smoothing: clip(pi'(s') + clip(sigma * N(0, I), -c, c), -1, 1), (B, A)."""
+        s = self.settings
+        action = self.actor_target(next_states)
+        noise = (s.policy_noise * torch.randn_like(action)).clamp(-s.noise_clip, s.noise_clip)
+        return (action + noise).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def critic_target_value(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
+        """y = r + gamma * (1 - d) * min(Q1', Q2')(s', a~'), (B,)."""
+        next_states = buffer.next_observations[rows]
+        next_q = self.critic_target(next_states, self.smoothed_target_action(next_states)).min(dim=0).values
+        return td_target(buffer.rewards[rows], buffer.terminals[rows], next_q, self.discount)
+
+    def critic_loss(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
+        """MSE(Q1(s, a), y) + MSE(Q2(s, a), y) on dataset pairs."""
+        return ensemble_mse(self.critic(buffer.observations[rows], buffer.actions[rows]),
+                            self.critic_target_value(buffer, rows))
+
+    # ---- 2. the actor: deterministic policy gradient plus behaviour cloning -----------------------
+    def bc_lambda(self, q: torch.Tensor) -> torch.Tensor:
+        """lambda = alpha / mean |Q|, a constant of the actor loss: left in the graph, lambda * mean Q would be
+        exactly alpha wherever Q has one sign, and the Q term would give the actor no gradient at all."""
+        return self.settings.alpha / q.abs().mean().detach()
+
+    def q1_of_actor(self, states: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
+        """Q1(s, pi(s)), differentiable in the action only: the actor step leaves the critics alone, so the
+        gradients for their parameters (which the original computes and then discards) are not built."""
+        self.critic.requires_grad_(False)
+        q = self.critic.first(states, policy_actions)
+        self.critic.requires_grad_(True)
+        return q
+
+    def actor_loss(self, buffer: Buffer, rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """-lambda * mean Q1(s, pi(s)) + mean (pi(s) - a)^2, the square averaged over the batch and the action
+        dimensions (Eq. 3, as a loss)."""
+        states, actions = buffer.observations[rows], buffer.actions[rows]
+        policy_actions = self.actor(states)
+        q = self.q1_of_actor(states, policy_actions)
+        bc_lambda, q_mean = self.bc_lambda(q), q.mean()
+        loss = -bc_lambda * q_mean + (policy_actions - actions).square().mean()
+        return loss, {"bc_lambda": bc_lambda, "q_mean": q_mean.detach()}
+
+    # ---- one step ---------------------------------------------------------------------------------
+    def update(self, buffer: Buffer, step_index: int) -> dict[str, torch.Tensor]:
+        s = self.settings
+        rows = buffer.sample_td_indices(s.batch_size)
+        critic_loss = self.critic_loss(buffer, rows)
+        optimise(self.critic_optimiser, critic_loss)
+        metrics = {"critic_loss": critic_loss.detach()}
+        if step_index % s.policy_freq == 0:  # TD3's delayed policy update, on this step's batch
+            actor_loss, actor_metrics = self.actor_loss(buffer, rows)
+            optimise(self.actor_optimiser, actor_loss)
+            soft_update(self.actor_target, self.actor, s.tau)
+            soft_update(self.critic_target, self.critic, s.tau)
+            metrics |= {"actor_loss": actor_loss.detach(), **actor_metrics}
+        return metrics
+
+    @torch.no_grad()
+    def act(self, states: torch.Tensor) -> torch.Tensor:
+        return self.actor.act(states)
