@@ -91,6 +91,7 @@ class IQL(Agent):
         self.reward_factor = return_range_factor(buffer) if self.settings.reward_scale == "return_range" else 1.0
 
     def batch(self, buffer: Buffer, rows: torch.Tensor) -> Batch:
+        """The given rows' transitions, rewards times reward_factor."""
         return Batch(buffer.observations[rows], buffer.actions[rows], buffer.rewards[rows] * self.reward_factor,
                      buffer.terminals[rows], buffer.next_observations[rows])
 
@@ -151,6 +152,7 @@ class IQL(Agent):
         if s.update_order == "original":  # the authors' code: they read the V just updated
             v, next_v = self.state_values(batch.states, batch.next_states)
 
+        # The policy step (Eq. 7) and the critic step (Eq. 6) as one Adam step on the summed losses (see __init__).
         actor_loss, actor_metrics = self.actor_loss(batch.states, batch.actions, target_q - v)
         q_loss = self.q_loss(batch, next_v)
         self.actor_critic_optimiser.param_groups[ACTOR_GROUP]["lr"] = self.actor_lr_at(step_index)

@@ -1,12 +1,12 @@
 """TD3+BC: TD3 with a behaviour-cloning term in the actor loss (Fujimoto & Gu, "A Minimalist Approach to Offline
-Reinforcement Learning", NeurIPS 2021, arXiv 2106.06860, Sec. 4).
+Reinforcement Learning", NeurIPS 2021, arXiv 2106.06860).
 
 1. Twin critics learn Q of the current deterministic policy as in TD3: clipped double Q-learning with target
    policy smoothing, bootstrapping from min(Q1', Q2') at a noisy target-policy action.
 2. Every `policy_freq` steps (TD3's delayed update) the actor maximises lambda * Q1(s, pi(s)) - (pi(s) - a)^2
    on the same batch (Eq. 3), lambda = alpha / mean |Q1(s, pi(s))| holding the trade-off fixed whatever the
    scale of Q; then the target actor and target critics follow by Polyak averaging.
-The paper's third change, z-scored states, is the run setting `normalise` (on by default).
+The paper's other change, z-scored states, is the run setting `normalise` (on by default).
 """
 
 import copy

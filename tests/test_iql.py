@@ -1,5 +1,6 @@
 """agents/iql.py: each loss and the reward scaling by hand, the policy's learning-rate schedule, one whole update
-replayed step by step in the authors' order, and the defining property: V learns an expectile of Q."""
+replayed step by step (in the authors' order and in CORL's), and the defining property: V learns an expectile of
+Q over the dataset's actions."""
 
 import copy
 import math
