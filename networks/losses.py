@@ -15,7 +15,8 @@ def expectile_weight(u: torch.Tensor, expectile: float) -> torch.Tensor:
 
 
 def expectile_loss(u: torch.Tensor, expectile: float) -> torch.Tensor:
-    """Mean of L2_tau(u) = |tau - 1(u < 0)| * u^2 (IQL's expectile regression); its minimiser over a constant is the tau-expectile."""
+    """Mean of L2_tau(u) = |tau - 1(u < 0)| * u^2, IQL's expectile regression loss: over a constant, its
+    minimiser is the tau-expectile."""
     return (expectile_weight(u, expectile) * u.square()).mean()
 
 

@@ -1,7 +1,8 @@
 """Flags + `--config FILE` + configs/<agent>/<dataset>.yaml + defaults -> one validated Config.
 
 Precedence: command-line flags, then the user's `--config` YAML, then the YAML shipped for the agent and
-dataset, then the agent's own run defaults (`Agent.run_defaults`), then the dataclass defaults. Every setting of the run or of the chosen agent is a flag.
+dataset, then the agent's own run defaults (`Agent.run_defaults`), then the dataclass defaults. Every setting
+of the run or of the chosen agent is a flag.
 """
 
 import argparse

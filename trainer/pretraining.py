@@ -47,7 +47,8 @@ def pretrain_until_converged(agent: Agent, buffer: Buffer, logger: RunLogger, si
     `signals` (trainer.loop.StopRequests): a stop request ends pretraining at the next step."""
     agent.start_pretraining(buffer)
     best_loss, best_step, best_state, checks_without_improvement = math.inf, None, None, 0
-    bar = tqdm(range(1, agent.pretrain_steps + 1), desc=f"{type(agent).__name__} pretraining", unit="step", dynamic_ncols=True)
+    bar = tqdm(range(1, agent.pretrain_steps + 1), desc=f"{type(agent).__name__} pretraining", unit="step",
+               dynamic_ncols=True)
     for step in bar:
         if signals is not None and signals.received is not None:
             bar.close()
