@@ -80,12 +80,12 @@ class TD3BC(Agent):
     # ---- 2. the actor: deterministic policy gradient plus behaviour cloning -----------------------
     def bc_lambda(self, q: torch.Tensor) -> torch.Tensor:
         """lambda = alpha / mean |Q|, a constant of the actor loss: left in the graph, lambda * mean Q would be
-        exactly alpha wherever Q has one sign, and the Q term would give the actor no gradient at all."""
+        exactly alpha whenever the batch's Q values share a sign, and the Q term would give no gradient at all."""
         return self.settings.alpha / q.abs().mean().detach()
 
     def q1_of_actor(self, states: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
         """Q1(s, pi(s)), differentiable in the action only: the actor step leaves the critics alone, so the
-        gradients for their parameters (which the original computes and then discards) are not built."""
+        gradients for their parameters (which the released code computes and then discards) are not built."""
         self.critic.requires_grad_(False)
         q = self.critic.first(states, policy_actions)
         self.critic.requires_grad_(True)
