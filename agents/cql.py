@@ -81,8 +81,7 @@ class CQL(Agent):
         s, hidden = settings, (settings.hidden,) * NUM_LAYERS
         self.critic = CriticEnsemble(obs_dim, act_dim, NUM_CRITICS, hidden)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.policy = TanhGaussianPolicy(obs_dim, act_dim, hidden)
-        self.policy.LOG_STD_RANGE = LOG_STD_RANGE
+        self.policy = TanhGaussianPolicy(obs_dim, act_dim, hidden, LOG_STD_RANGE)
         self.log_alpha = nn.Parameter(torch.zeros(()))  # alpha = 1 at the start, as in the authors' code
         self.target_entropy = -float(act_dim)
         self.uniform_log_density = act_dim * math.log(0.5)  # of uniform actions in [-1, 1]^A

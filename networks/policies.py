@@ -92,19 +92,18 @@ class FixedStdGaussianPolicy(nn.Module):
 
 class TanhGaussianPolicy(nn.Module):
     """a = tanh(u), u ~ N(mu(s), sigma(s)), the SAC policy; log-probabilities include the tanh Jacobian.
-    Acts with tanh(mu(s))."""
+    The log-std is clamped to `log_std_range` (SAC's [-20, 2] by default). Acts with tanh(mu(s))."""
 
-    LOG_STD_RANGE = (-20.0, 2.0)
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
+                 log_std_range: tuple[float, float] = (-20.0, 2.0)):
         super().__init__()
-        self.act_dim = act_dim
+        self.act_dim, self.log_std_range = act_dim, log_std_range
         self.net = mlp(obs_dim, hidden, 2 * act_dim)
 
     def forward(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of u, each (..., A)."""
         mean, log_std = self.net(states).split(self.act_dim, dim=-1)
-        return mean, log_std.clamp(*self.LOG_STD_RANGE).exp()
+        return mean, log_std.clamp(*self.log_std_range).exp()
 
     def rsample(self, states: torch.Tensor, num_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised actions and their log-probabilities: (B, A), (B,); with `num_samples` = n, n
