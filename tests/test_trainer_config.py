@@ -112,7 +112,7 @@ def test_lom_only_flag_is_rejected_for_bc():
 
 def test_unknown_agent_is_rejected_with_the_choices():
     with pytest.raises(UserInputError, match="lom, bc"):
-        parse_config(["--agent", "cql"])
+        parse_config(["--agent", "sac"])
 
 
 @pytest.mark.parametrize("text, expected", [("0", False), ("1", True), ("true", True), ("No", False)])
