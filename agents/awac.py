@@ -11,13 +11,12 @@ arXiv 2210.07105): three hidden layers of 256 for the policy and each critic, a 
 squashed and whose log-std is one state-independent parameter in [-20, 2], one batch for both steps.
 """
 
-import copy
 from dataclasses import dataclass
 
 import torch
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from networks.critics import CriticEnsemble, ensemble_mse, soft_update
+from networks.critics import CriticEnsemble, ensemble_mse, soft_update, target_copy
 from networks.losses import exp_clip_weight, td_target
 from networks.policies import FixedStdGaussianPolicy
 from utils.buffer import Buffer
@@ -48,7 +47,7 @@ class AWAC(Agent):
         super().__init__(obs_dim, act_dim, settings, discount)
         s, hidden = settings, (settings.hidden,) * HIDDEN_LAYERS
         self.critic = CriticEnsemble(obs_dim, act_dim, NUM_CRITICS, hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_target = target_copy(self.critic)
         self.policy = FixedStdGaussianPolicy(obs_dim, act_dim, hidden, squash_mean=False, log_std_range=LOG_STD_RANGE)
         self.critic_optimiser = adam(self.critic.parameters(), s.critic_lr)
         self.policy_optimiser = adam(self.policy.parameters(), s.policy_lr)

@@ -14,7 +14,6 @@ Optional Lagrange form (Appendix F): a multiplier alpha' on the regulariser, tun
 stays at a threshold. Defaults follow the authors' rlkit code run with their README's MuJoCo command.
 """
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from networks.critics import CriticEnsemble, ensemble_mse, soft_update
+from networks.critics import CriticEnsemble, ensemble_mse, soft_update, target_copy
 from networks.losses import td_target
 from networks.policies import TanhGaussianPolicy, gaussian_log_prob
 from utils.buffer import Buffer
@@ -80,7 +79,7 @@ class CQL(Agent):
         super().__init__(obs_dim, act_dim, settings, discount)
         s, hidden = settings, (settings.hidden,) * NUM_LAYERS
         self.critic = CriticEnsemble(obs_dim, act_dim, NUM_CRITICS, hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_target = target_copy(self.critic)
         self.policy = TanhGaussianPolicy(obs_dim, act_dim, hidden, LOG_STD_RANGE)
         self.log_alpha = nn.Parameter(torch.zeros(()))  # alpha = 1 at the start, as in the authors' code
         self.target_entropy = -float(act_dim)

@@ -11,7 +11,6 @@ new V), raw states, and rewards scaled by 1000 / (return range of the data's epi
 setting (`update_order`).
 """
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -19,7 +18,7 @@ from typing import NamedTuple
 import torch
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from networks.critics import CriticEnsemble, StateValue, ensemble_mse, soft_update
+from networks.critics import CriticEnsemble, StateValue, ensemble_mse, soft_update, target_copy
 from networks.losses import exp_clip_weight, expectile_loss, td_target
 from networks.policies import FixedStdGaussianPolicy
 from utils.buffer import Buffer
@@ -75,7 +74,7 @@ class IQL(Agent):
         super().__init__(obs_dim, act_dim, settings, discount)
         s, hidden = settings, (settings.hidden, settings.hidden)
         self.critic = CriticEnsemble(obs_dim, act_dim, NUM_CRITICS, hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_target = target_copy(self.critic)
         self.value = StateValue(obs_dim, hidden)
         self.actor = FixedStdGaussianPolicy(obs_dim, act_dim, hidden, squash_mean=True, log_std_range=LOG_STD_RANGE)
         self.value_optimiser = adam(self.value.parameters(), s.value_lr)

@@ -12,14 +12,13 @@ Acting decodes pi(s) with the target decoder. Actions are z-scored inside the ag
 maximum; both are settings, the original's choice the default (docs/algorithms/lapo.md).
 """
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from networks.critics import CriticEnsemble, StateValue, ensemble_mse, soft_update
+from networks.critics import CriticEnsemble, StateValue, ensemble_mse, frozen, soft_update, target_copy
 from networks.cvae import ConditionalVAE, kl_to_standard_normal
 from networks.losses import expectile_weight, td_target
 from networks.policies import DeterministicPolicy
@@ -77,9 +76,9 @@ class LAPO(Agent):
         self.cvae = ConditionalVAE(obs_dim, act_dim, self.latent_dim, hidden, tanh_output=False)
         self.latent_policy = DeterministicPolicy(obs_dim, self.latent_dim, hidden)
         # Targets; the CVAE's encoder has none because only the target decoder is ever read.
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.latent_policy_target = copy.deepcopy(self.latent_policy).requires_grad_(False)
-        self.decoder_target = copy.deepcopy(self.cvae.decoder).requires_grad_(False)
+        self.critic_target = target_copy(self.critic)
+        self.latent_policy_target = target_copy(self.latent_policy)
+        self.decoder_target = target_copy(self.cvae.decoder)
         self.critic_optimiser = adam([*self.critic.parameters(), *self.value.parameters()], s.critic_lr)
         self.cvae_optimiser = adam(self.cvae.parameters(), s.vae_lr)
         self.latent_policy_optimiser = adam(self.latent_policy.parameters(), s.actor_lr)
@@ -197,10 +196,9 @@ class LAPO(Agent):
         optimise(self.cvae_optimiser, cvae_loss)
 
         # The policy's gradient passes through Q_1 to its input; the critic's own weights need none.
-        self.critic.requires_grad_(False)
-        policy_loss = self.latent_policy_loss(states)
-        optimise(self.latent_policy_optimiser, policy_loss)
-        self.critic.requires_grad_(True)
+        with frozen(self.critic):
+            policy_loss = self.latent_policy_loss(states)
+            optimise(self.latent_policy_optimiser, policy_loss)
 
         soft_update(self.critic_target, self.critic, s.tau)
         soft_update(self.latent_policy_target, self.latent_policy, s.tau)

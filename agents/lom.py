@@ -8,14 +8,13 @@
 Defaults follow the authors' released code; the paper's variants are settings (`policy_loss`, `adv_baseline`).
 """
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from networks.critics import HYPER_Q_FORMS, CriticEnsemble, ensemble_mse, soft_update
+from networks.critics import HYPER_Q_FORMS, CriticEnsemble, ensemble_mse, soft_update, target_copy
 from networks.losses import exp_clip_weight, td_target
 from networks.mdn import GaussianMixture, MixtureDensityNetwork
 from networks.policies import DeterministicPolicy, GaussianPolicy
@@ -84,7 +83,7 @@ class LOM(Agent):
         s, hidden = settings, (settings.hidden, settings.hidden)
         self.behaviour_mdn = MixtureDensityNetwork(obs_dim, act_dim, s.num_mixtures, (s.mdn_hidden,) * 2)
         self.critic = CriticEnsemble(obs_dim, act_dim, s.K, hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_target = target_copy(self.critic)
         self.hyper_q = HYPER_Q_FORMS[s.hyper_q](obs_dim, s.num_mixtures, hidden)
         policy_class = DeterministicPolicy if s.policy_loss == "mse" else GaussianPolicy
         self.policy = policy_class(obs_dim, act_dim, hidden)

@@ -13,13 +13,12 @@ operator reuses them, as the paper's design intends); stage 3 is the main loop. 
 released code (davidbrandfonbrener/onestep-rl); docs/algorithms/onestep.md lists where it and the paper differ.
 """
 
-import copy
 from dataclasses import dataclass
 
 import torch
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from networks.critics import CriticEnsemble, ensemble_mse, soft_update
+from networks.critics import CriticEnsemble, ensemble_mse, soft_update, target_copy
 from networks.losses import exp_clip_weight, td_target
 from networks.policies import SoftClampedGaussianPolicy, TruncatedGaussianPolicy
 from utils.buffer import Buffer
@@ -75,7 +74,7 @@ class OneStep(Agent):
         s, hidden = settings, (settings.hidden, settings.hidden)
         self.behaviour = SoftClampedGaussianPolicy(obs_dim, act_dim, hidden)
         self.critic = CriticEnsemble(obs_dim, act_dim, 1, hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_target = target_copy(self.critic)
         self.policy = POLICY_DISTRIBUTIONS[s.policy_distribution](obs_dim, act_dim, hidden)
         self.behaviour_optimiser = adam(self.behaviour.parameters(), s.behaviour_lr)
         self.critic_optimiser = adam(self.critic.parameters(), s.critic_lr)

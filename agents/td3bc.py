@@ -9,13 +9,12 @@ Reinforcement Learning", NeurIPS 2021, arXiv 2106.06860).
 The paper's other change, z-scored states, is the run setting `normalise` (on by default).
 """
 
-import copy
 from dataclasses import dataclass
 
 import torch
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from networks.critics import CriticEnsemble, ensemble_mse, soft_update
+from networks.critics import CriticEnsemble, ensemble_mse, frozen, soft_update, target_copy
 from networks.losses import td_target
 from networks.policies import DeterministicPolicy
 from utils.buffer import Buffer
@@ -50,9 +49,9 @@ class TD3BC(Agent):
         super().__init__(obs_dim, act_dim, settings, discount)
         s, hidden = settings, (settings.hidden, settings.hidden)
         self.actor = DeterministicPolicy(obs_dim, act_dim, hidden)
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.actor_target = target_copy(self.actor)
         self.critic = CriticEnsemble(obs_dim, act_dim, NUM_CRITICS, hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_target = target_copy(self.critic)
         self.actor_optimiser = adam(self.actor.parameters(), s.actor_lr)
         self.critic_optimiser = adam(self.critic.parameters(), s.critic_lr)
 
@@ -86,10 +85,8 @@ class TD3BC(Agent):
     def q1_of_actor(self, states: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
         """Q1(s, pi(s)), differentiable in the action only: the actor step leaves the critics alone, so the
         gradients for their parameters (which the released code computes and then discards) are not built."""
-        self.critic.requires_grad_(False)
-        q = self.critic.first(states, policy_actions)
-        self.critic.requires_grad_(True)
-        return q
+        with frozen(self.critic):
+            return self.critic.first(states, policy_actions)
 
     def actor_loss(self, buffer: Buffer, rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """-lambda * mean Q1(s, pi(s)) + mean (pi(s) - a)^2, the square averaged over the batch and the action

@@ -1,6 +1,9 @@
 """Value networks: an ensemble of K state-action critics, a state value V(s), and the hyper Q-function over
 mixture components."""
 
+import contextlib
+import copy
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -66,6 +69,22 @@ class MultiHeadHyperQ(nn.Module):
 
 
 HYPER_Q_FORMS = {"onehot": OneHotHyperQ, "multihead": MultiHeadHyperQ}
+
+
+def target_copy(online: nn.Module) -> nn.Module:
+    """A frozen copy of `online`, to follow it by soft_update."""
+    return copy.deepcopy(online).requires_grad_(False)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """No gradients for `module`'s parameters inside the block, while gradients still flow through it to its
+    inputs (an actor's loss through a critic): the critic's own gradients would only be discarded."""
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        module.requires_grad_(True)
 
 
 def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
