@@ -4,12 +4,14 @@ from agents.awac import AWAC
 from agents.base import Agent
 from agents.bc import BC
 from agents.cql import CQL
+from agents.dmpo import DMPO
 from agents.iql import IQL
 from agents.lapo import LAPO
 from agents.lom import LOM
 from agents.mdn import MDN
+from agents.mixawac import MixAWAC
 from agents.onestep import OneStep
 from agents.td3bc import TD3BC
 
 AGENTS: dict[str, type[Agent]] = {"lom": LOM, "bc": BC, "mdn": MDN, "awac": AWAC, "td3bc": TD3BC, "iql": IQL,
-                                  "cql": CQL, "onestep": OneStep, "lapo": LAPO}
+                                  "cql": CQL, "onestep": OneStep, "lapo": LAPO, "dmpo": DMPO, "mixawac": MixAWAC}

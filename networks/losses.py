@@ -23,3 +23,13 @@ def expectile_loss(u: torch.Tensor, expectile: float) -> torch.Tensor:
 def exp_clip_weight(exponent: torch.Tensor, clip: float) -> torch.Tensor:
     """min(exp(exponent), clip), the clipped exponential advantage weight; callers pass a detached exponent."""
     return exponent.exp().clamp(max=clip)
+
+
+def batch_range_exp_weight(advantage: torch.Tensor, scale: float) -> torch.Tensor:
+    """exp(scale * (A - max A) / (max A - min A)) over the batch (DMPO's and its mixAWAC's advantage weight): the
+    advantages are rescaled to [-1, 0] first, so `scale` alone sets how sharp the weights are, whatever the
+    scale of Q, and the largest weight is exactly 1. A batch of equal advantages gets weight 1 everywhere
+    (the released code would divide 0 by 0 there)."""
+    highest = advantage.max()
+    width = (highest - advantage.min()).clamp_min(torch.finfo(advantage.dtype).tiny)
+    return torch.exp(scale * (advantage - highest) / width)
