@@ -34,7 +34,8 @@ from utils.logger import SCORE_KEY
 
 SUMMARY_KEYS = {"final": "final_score", "last10pct": "last10pct_mean_score"}
 # Columns run in this order, LOM last as in the paper; agents not listed follow in alphabetical order.
-AGENT_ORDER = ("bc", "mdn", "onestep", "awac", "cql", "td3bc", "iql", "lapo", "dmpo", "wcgan", "wcvae", "lom")
+AGENT_ORDER = ("bc", "mdn", "onestep", "awac", "cql", "td3bc", "iql", "lapo", "dmpo", "mixawac", "wcgan", "wcvae",
+               "lom")
 BOOTSTRAP_SEED = 0
 DEFAULT_REPS = 2000
 
