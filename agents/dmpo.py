@@ -20,9 +20,10 @@ import torch
 from torch.nn import functional as F
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from networks.critics import CriticEnsemble, ensemble_mse, soft_update, target_copy
+from agents.twin_critics import TwinCriticTD
+from networks.critics import CriticEnsemble, soft_update, target_copy
 from networks.latent import LatentDeterministicPolicy, LatentPosterior, gumbel_noise, gumbel_softmax
-from networks.losses import batch_range_exp_weight, exp_clip_weight, td_target
+from networks.losses import batch_range_exp_weight, exp_clip_weight, target_policy_smoothing
 from utils.buffer import Buffer
 from utils.errors import UserInputError
 from utils.settings import setting
@@ -73,7 +74,7 @@ class DMPOSettings(AgentSettings):
                                  "add --info_reg 1, or drop --info_reg_released")
 
 
-class DMPO(Agent):
+class DMPO(TwinCriticTD, Agent):
     Settings = DMPOSettings
 
     def __init__(self, obs_dim: int, act_dim: int, settings: DMPOSettings, discount: float):
@@ -109,27 +110,14 @@ class DMPO(Agent):
         best_value, best = values.max(dim=0)
         return best, best_value, actions[best, torch.arange(states.shape[0], device=states.device)]
 
-    # ---- 1. the critics: TD3 at the best latent of the target actor ------------------------------------
+    # ---- 1. the critics: TD3 at the best latent of the target actor (TwinCriticTD.critic_loss) -----------
     @torch.no_grad()
-    def smoothed_target_action(self, next_states: torch.Tensor) -> torch.Tensor:
+    def next_action(self, next_states: torch.Tensor) -> torch.Tensor:
         """clip(mu'(s', z'*) + clip(sigma * N(0, I), -c, c), -1, 1), z'* chosen by the online critics among the
         target actor's sub-policies (as released). (B, A)."""
         s = self.settings
         _, _, action = self.best_latent(next_states, self.actor_target)
-        noise = (s.policy_noise * torch.randn_like(action)).clamp(-s.noise_clip, s.noise_clip)
-        return (action + noise).clamp(-1.0, 1.0)
-
-    @torch.no_grad()
-    def critic_target_value(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
-        """y = r + gamma * (1 - d) * min(Q1', Q2')(s', a~'), (B,)."""
-        next_states = buffer.next_observations[rows]
-        next_q = self.critic_target(next_states, self.smoothed_target_action(next_states)).min(dim=0).values
-        return td_target(buffer.rewards[rows], buffer.terminals[rows], next_q, self.discount)
-
-    def critic_loss(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
-        """MSE(Q1(s, a), y) + MSE(Q2(s, a), y) on dataset pairs."""
-        return ensemble_mse(self.critic(buffer.observations[rows], buffer.actions[rows]),
-                            self.critic_target_value(buffer, rows))
+        return target_policy_smoothing(action, s.policy_noise, s.noise_clip)
 
     # ---- 2. the actor and the posterior: advantage-weighted variational objective -----------------------
     @torch.no_grad()

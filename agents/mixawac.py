@@ -18,9 +18,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from networks.critics import CriticEnsemble, ensemble_mse, soft_update, target_copy
+from agents.twin_critics import TwinCriticTD
+from networks.critics import CriticEnsemble, soft_update, target_copy
 from networks.latent import LatentConditionedMLP
-from networks.losses import batch_range_exp_weight, td_target
+from networks.losses import batch_range_exp_weight
 from networks.mlp import mlp
 from networks.policies import gaussian_log_prob, soft_clamp
 from utils.buffer import Buffer
@@ -90,7 +91,7 @@ class MixAWACSettings(AgentSettings):
                           at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
 
 
-class MixAWAC(Agent):
+class MixAWAC(TwinCriticTD, Agent):
     Settings = MixAWACSettings
 
     def __init__(self, obs_dim: int, act_dim: int, settings: MixAWACSettings, discount: float):
@@ -103,18 +104,11 @@ class MixAWAC(Agent):
         self.policy_optimiser = adam(self.policy.parameters(), s.policy_lr)
         self.critic_optimiser = adam(self.critic.parameters(), s.critic_lr)
 
-    # ---- 1. policy evaluation --------------------------------------------------------------------------
+    # ---- 1. policy evaluation (TwinCriticTD.critic_loss) --------------------------------------------------
     @torch.no_grad()
-    def critic_target_value(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
-        """y = r + gamma * (1 - d) * min(Q1', Q2')(s', a'), a' drawn from the target policy: (B,)."""
-        next_states = buffer.next_observations[rows]
-        next_q = self.critic_target(next_states, self.policy_target.sample(next_states)).min(dim=0).values
-        return td_target(buffer.rewards[rows], buffer.terminals[rows], next_q, self.discount)
-
-    def critic_loss(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
-        """MSE(Q1(s, a), y) + MSE(Q2(s, a), y) on dataset pairs."""
-        return ensemble_mse(self.critic(buffer.observations[rows], buffer.actions[rows]),
-                            self.critic_target_value(buffer, rows))
+    def next_action(self, next_states: torch.Tensor) -> torch.Tensor:
+        """a' drawn from the target policy's most probable component: (B, A)."""
+        return self.policy_target.sample(next_states)
 
     # ---- 2. advantage-weighted maximum likelihood of the mixture ---------------------------------------
     @torch.no_grad()

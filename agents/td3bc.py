@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from networks.critics import CriticEnsemble, ensemble_mse, frozen, soft_update, target_copy
-from networks.losses import td_target
+from agents.twin_critics import TwinCriticTD
+from networks.critics import CriticEnsemble, frozen, soft_update, target_copy
+from networks.losses import target_policy_smoothing
 from networks.policies import DeterministicPolicy
 from utils.buffer import Buffer
 from utils.settings import setting
@@ -42,7 +43,7 @@ class TD3BCSettings(AgentSettings):
                           at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
 
 
-class TD3BC(Agent):
+class TD3BC(TwinCriticTD, Agent):
     Settings = TD3BCSettings
 
     def __init__(self, obs_dim: int, act_dim: int, settings: TD3BCSettings, discount: float):
@@ -55,26 +56,12 @@ class TD3BC(Agent):
         self.actor_optimiser = adam(self.actor.parameters(), s.actor_lr)
         self.critic_optimiser = adam(self.critic.parameters(), s.critic_lr)
 
-    # ---- 1. the critics: TD3's clipped double Q-learning -----------------------------------------
+    # ---- 1. the critics: TD3's clipped double Q-learning (TwinCriticTD.critic_loss) ------------------------
     @torch.no_grad()
-    def smoothed_target_action(self, next_states: torch.Tensor) -> torch.Tensor:
+    def next_action(self, next_states: torch.Tensor) -> torch.Tensor:
         """Target policy smoothing: clip(pi'(s') + clip(sigma * N(0, I), -c, c), -1, 1), (B, A)."""
         s = self.settings
-        action = self.actor_target(next_states)
-        noise = (s.policy_noise * torch.randn_like(action)).clamp(-s.noise_clip, s.noise_clip)
-        return (action + noise).clamp(-1.0, 1.0)
-
-    @torch.no_grad()
-    def critic_target_value(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
-        """y = r + gamma * (1 - d) * min(Q1', Q2')(s', a~'), (B,)."""
-        next_states = buffer.next_observations[rows]
-        next_q = self.critic_target(next_states, self.smoothed_target_action(next_states)).min(dim=0).values
-        return td_target(buffer.rewards[rows], buffer.terminals[rows], next_q, self.discount)
-
-    def critic_loss(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
-        """MSE(Q1(s, a), y) + MSE(Q2(s, a), y) on dataset pairs."""
-        return ensemble_mse(self.critic(buffer.observations[rows], buffer.actions[rows]),
-                            self.critic_target_value(buffer, rows))
+        return target_policy_smoothing(self.actor_target(next_states), s.policy_noise, s.noise_clip)
 
     # ---- 2. the actor: deterministic policy gradient plus behaviour cloning -----------------------
     def bc_lambda(self, q: torch.Tensor) -> torch.Tensor:

@@ -33,3 +33,10 @@ def batch_range_exp_weight(advantage: torch.Tensor, scale: float) -> torch.Tenso
     highest = advantage.max()
     width = (highest - advantage.min()).clamp_min(torch.finfo(advantage.dtype).tiny)
     return torch.exp(scale * (advantage - highest) / width)
+
+
+def target_policy_smoothing(action: torch.Tensor, noise_std: float, noise_clip: float) -> torch.Tensor:
+    """TD3's smoothed target action clip(a + clip(noise_std * N(0, I), -noise_clip, noise_clip), -1, 1): the
+    critic's target averages Q over a small neighbourhood of the action, so it cannot exploit a narrow peak."""
+    noise = (noise_std * torch.randn_like(action)).clamp(-noise_clip, noise_clip)
+    return (action + noise).clamp(-1.0, 1.0)
