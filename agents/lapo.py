@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from agents.base import Agent, AgentSettings, adam, optimise
 from networks.critics import CriticEnsemble, StateValue, ensemble_mse, frozen, soft_update, target_copy
-from networks.cvae import ConditionalVAE, kl_to_standard_normal
+from networks.cvae import ConditionalVAE, weighted_cvae_loss
 from networks.losses import expectile_weight, td_target
 from networks.policies import DeterministicPolicy
 from utils.buffer import Buffer
@@ -165,11 +165,7 @@ class LAPO(Agent):
     def cvae_loss(self, states: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor
                   ) -> tuple[torch.Tensor, dict]:
         """mean_B w * (||D(s, z) - a||^2 + kl_beta * KL(q(z | s, a) || N(0, I))), z ~ q(z | s, a); w fixed."""
-        reconstruction, mean, log_var = self.cvae(states, actions)
-        squared_error = (reconstruction - actions).square().sum(dim=-1)
-        kl = kl_to_standard_normal(mean, log_var)
-        loss = (weights * (squared_error + self.settings.kl_beta * kl)).mean()
-        return loss, {"reconstruction": squared_error.mean().detach(), "kl": kl.mean().detach()}
+        return weighted_cvae_loss(self.cvae, states, actions, weights, self.settings.kl_beta)
 
     # ---- 3. latent policy ----------------------------------------------------------------------------
     def latent_policy_loss(self, states: torch.Tensor) -> torch.Tensor:

@@ -62,3 +62,15 @@ class ConditionalVAE(nn.Module):
 def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, diag(exp(log_var))) || N(0, I)), summed over the last (latent) dimension: (...)."""
     return 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var).sum(-1)
+
+
+def weighted_cvae_loss(cvae: ConditionalVAE, states: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor,
+                       kl_weight: float) -> tuple[torch.Tensor, dict]:
+    """mean_B w * (||D(s, z) - a||^2 + kl_weight * KL(q(z | s, a) || N(0, I))), z ~ q(z | s, a), the weights held
+    fixed: the weighted negative evidence lower bound with a fixed-variance Gaussian decoder (variance 1/2, so
+    the squared error is -log D(a | s, z) up to a constant). With the reconstruction and KL batch means."""
+    reconstruction, mean, log_var = cvae(states, actions)
+    squared_error = (reconstruction - actions).square().sum(dim=-1)
+    kl = kl_to_standard_normal(mean, log_var)
+    loss = (weights * (squared_error + kl_weight * kl)).mean()
+    return loss, {"reconstruction": squared_error.mean().detach(), "kl": kl.mean().detach()}
