@@ -12,8 +12,9 @@ from agents.mdn import MDN
 from agents.mixawac import MixAWAC
 from agents.onestep import OneStep
 from agents.td3bc import TD3BC
+from agents.wcgan import WCGAN
 from agents.wcvae import WCVAE
 
 AGENTS: dict[str, type[Agent]] = {"lom": LOM, "bc": BC, "mdn": MDN, "awac": AWAC, "td3bc": TD3BC, "iql": IQL,
                                   "cql": CQL, "onestep": OneStep, "lapo": LAPO, "dmpo": DMPO, "mixawac": MixAWAC,
-                                  "wcvae": WCVAE}
+                                  "wcgan": WCGAN, "wcvae": WCVAE}
