@@ -12,8 +12,13 @@ class TrainingDiverged(Exception):
     """A loss became NaN or inf; the message names the loss and the step. `train.py` exits with status 3."""
 
 
-class Interrupted(Exception):
-    """SIGTERM or SIGINT arrived; a checkpoint was written. `train.py` exits with 128 + the signal number."""
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived; a checkpoint was written. `train.py` exits with 128 + the signal number.
+
+    A BaseException, as KeyboardInterrupt is: the signal handler raises it wherever the program happens to be,
+    and a handler for `Exception` there must not swallow it or turn it into another error. gymnasium-robotics'
+    import, which runs while the Fetch data is being made, wraps a block in `except Exception: pass`: a SIGTERM
+    landing there was lost, and the run failed later with a traceback (exit 1) instead of stopping."""
 
     def __init__(self, message: str, signal_number: int):
         super().__init__(message)
