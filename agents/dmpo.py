@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from agents.base import Agent, AgentSettings, adam, optimise
-from agents.twin_critics import TwinCriticTD
+from agents.base import Agent, adam, optimise
+from agents.twin_critics import SmoothedTargetSettings, TwinCriticTD
 from networks.critics import CriticEnsemble, soft_update, target_copy
 from networks.latent import LatentDeterministicPolicy, LatentPosterior, gumbel_noise, gumbel_softmax
 from networks.losses import batch_range_exp_weight, exp_clip_weight, target_policy_smoothing
@@ -34,7 +34,7 @@ KL_EPS = 1e-12  # inside the KL's logarithms, as released: a latent of probabili
 
 
 @dataclass
-class DMPOSettings(AgentSettings):
+class DMPOSettings(SmoothedTargetSettings):
     num_latents: int = setting(8, "K, the number of one-hot latents (deterministic sub-policies)", at_least=1,
                                at_most=1024)
     latent_embedding: int = setting(0, "width of the actor's embedding of z (0: the state's dimension, as "
@@ -47,19 +47,7 @@ class DMPOSettings(AgentSettings):
                           "100))", choices=("normalised", "clipped"))
     kl_weight: float = setting(1.0, "beta, the weight of the KL from q(z | s, a) to the Q-softmax prior",
                                at_least=0)
-    policy_noise: float = setting(0.2, "std of the Gaussian noise on the target action (target policy "
-                                  "smoothing)", at_least=0)
-    noise_clip: float = setting(0.5, "the target-action noise is clipped to [-noise_clip, noise_clip]",
-                                at_least=0)
-    policy_freq: int = setting(2, "critic steps per actor step; the targets move on actor steps only",
-                               at_least=1)
     actor_lr: float = setting(3e-4, "learning rate of the actor and the posterior (one Adam)", above=0)
-    critic_lr: float = setting(3e-4, "learning rate of the twin critics", above=0)
-    batch_size: int = setting(256, "batch size, shared by the critic and the actor step", at_least=1,
-                              at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
-    tau: float = setting(0.005, "Polyak coefficient of the target actor and critics", above=0, at_most=1)
-    hidden: int = setting(256, "width of the two hidden layers of every network", at_least=1,
-                          at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
     info_reg: bool = setting(False, "add the mutual-information term: a second posterior learns to recover z "
                              "from mu(s, z), and its cross-entropy also trains the actor")
     info_lr: float = setting(5e-7, "learning rate of the mutual-information step (actor and second "

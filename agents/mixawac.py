@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.base import Agent, AgentSettings, adam, optimise
-from agents.twin_critics import TwinCriticTD
+from agents.base import Agent, adam, optimise
+from agents.twin_critics import TwinCriticSettings, TwinCriticTD
 from networks.critics import CriticEnsemble, soft_update, target_copy
 from networks.latent import LatentConditionedMLP
 from networks.losses import batch_range_exp_weight
@@ -76,19 +76,11 @@ class GaussianMixturePolicy(nn.Module):
 
 
 @dataclass
-class MixAWACSettings(AgentSettings):
+class MixAWACSettings(TwinCriticSettings):
     num_components: int = setting(8, "K, the number of Gaussian components", at_least=1, at_most=1024)
     scale: float = setting(10.0, "sharpness of the advantage weight exp(scale * (A - max A) / (max A - min A)) "
                            "(0: every weight 1)", at_least=0)
-    policy_freq: int = setting(2, "critic steps per policy step; the targets move on policy steps only",
-                               at_least=1)
     policy_lr: float = setting(3e-4, "learning rate of the policy (gating and components)", above=0)
-    critic_lr: float = setting(3e-4, "learning rate of the twin critics", above=0)
-    batch_size: int = setting(256, "batch size, shared by the critic and the policy step", at_least=1,
-                              at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
-    tau: float = setting(0.005, "Polyak coefficient of the target policy and critics", above=0, at_most=1)
-    hidden: int = setting(256, "width of the two hidden layers of every network", at_least=1,
-                          at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
 
 
 class MixAWAC(TwinCriticTD, Agent):

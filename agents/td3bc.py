@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from agents.base import Agent, AgentSettings, adam, optimise
-from agents.twin_critics import TwinCriticTD
+from agents.base import Agent, adam, optimise
+from agents.twin_critics import SmoothedTargetSettings, TwinCriticTD
 from networks.critics import CriticEnsemble, frozen, soft_update, target_copy
 from networks.losses import target_policy_smoothing
 from networks.policies import DeterministicPolicy
@@ -25,22 +25,10 @@ NUM_CRITICS = 2  # TD3's clipped double Q-learning
 
 
 @dataclass
-class TD3BCSettings(AgentSettings):
+class TD3BCSettings(SmoothedTargetSettings):
     alpha: float = setting(2.5, "alpha: lambda = alpha / mean|Q|, the weight of Q against the BC term "
                            "(0: pure behaviour cloning)", at_least=0)
-    policy_noise: float = setting(0.2, "std of the Gaussian noise on the target action (target policy "
-                                  "smoothing)", at_least=0)
-    noise_clip: float = setting(0.5, "the target-action noise is clipped to [-noise_clip, noise_clip]",
-                                at_least=0)
-    policy_freq: int = setting(2, "critic steps per actor step; the targets move on actor steps only",
-                               at_least=1)
     actor_lr: float = setting(3e-4, "learning rate of the actor", above=0)
-    critic_lr: float = setting(3e-4, "learning rate of the twin critics", above=0)
-    batch_size: int = setting(256, "batch size, shared by the critic and the actor step", at_least=1,
-                              at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
-    tau: float = setting(0.005, "Polyak coefficient of the target actor and critics", above=0, at_most=1)
-    hidden: int = setting(256, "width of the two hidden layers of the actor and the critics", at_least=1,
-                          at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
 
 
 class TD3BC(TwinCriticTD, Agent):

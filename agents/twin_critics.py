@@ -1,11 +1,39 @@
 """The critic step shared by agents whose twin critics learn Q of their own policy by TD3's clipped double
 Q-learning (TD3+BC, DMPO, mixAWAC): each agent says only which next action the target bootstraps from."""
 
+from dataclasses import dataclass
+
 import torch
 
+from agents.base import AgentSettings
 from networks.critics import ensemble_mse
 from networks.losses import td_target
 from utils.buffer import Buffer
+from utils.settings import setting
+
+
+@dataclass
+class TwinCriticSettings(AgentSettings):
+    """The settings of that critic step and its cadence, with the released codes' common defaults."""
+
+    policy_freq: int = setting(2, "critic steps per policy step; the targets move on policy steps only",
+                               at_least=1)
+    critic_lr: float = setting(3e-4, "learning rate of the twin critics", above=0)
+    batch_size: int = setting(256, "batch size, shared by the critic and the policy step", at_least=1,
+                              at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
+    tau: float = setting(0.005, "Polyak coefficient of the target policy and critics", above=0, at_most=1)
+    hidden: int = setting(256, "width of the two hidden layers of every network", at_least=1,
+                          at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
+
+
+@dataclass
+class SmoothedTargetSettings(TwinCriticSettings):
+    """TD3's target policy smoothing on top (TD3+BC, DMPO)."""
+
+    policy_noise: float = setting(0.2, "std of the Gaussian noise on the target action (target policy "
+                                  "smoothing)", at_least=0)
+    noise_clip: float = setting(0.5, "the target-action noise is clipped to [-noise_clip, noise_clip]",
+                                at_least=0)
 
 
 class TwinCriticTD:
