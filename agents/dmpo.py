@@ -81,7 +81,8 @@ class DMPO(TwinCriticTD, Agent):
 
     # ---- the latent choice: all K sub-policies in one pass -------------------------------------------
     @torch.no_grad()
-    def latent_values(self, states: torch.Tensor, actor: LatentDeterministicPolicy) -> tuple[torch.Tensor, torch.Tensor]:
+    def latent_values(self, states: torch.Tensor, actor: LatentDeterministicPolicy
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """min(Q1, Q2)(s, mu(s, e_k)) for every latent k with the online critics, and the actions themselves:
         (K, B), (K, B, A), from one pass of the actor and one of the critics over K x B rows."""
         actions = actor.every_latent(states)
@@ -171,24 +172,19 @@ class DMPO(TwinCriticTD, Agent):
             return F.cross_entropy(self.info_posterior(states, actions), labels)
         return F.nll_loss(self.info_posterior.log_probabilities(states, actions), labels)
 
-    # ---- one step -------------------------------------------------------------------------------------
-    def update(self, buffer: Buffer, step_index: int) -> dict[str, torch.Tensor]:
-        s = self.settings
-        rows = buffer.sample_td_indices(s.batch_size)
-        critic_loss = self.critic_loss(buffer, rows)
-        optimise(self.critic_optimiser, critic_loss)
-        metrics = {"critic_loss": critic_loss.detach()}
-        if step_index % s.policy_freq == 0:  # on this step's batch, with the critics just updated
-            if s.info_reg:  # before the actor step, as released
-                info_loss = self.info_loss(buffer.observations[rows])
-                optimise(self.info_optimiser, info_loss)
-                metrics["info_loss"] = info_loss.detach()
-            actor_loss, actor_metrics = self.actor_loss(buffer, rows)
-            optimise(self.actor_optimiser, actor_loss)
-            soft_update(self.actor_target, self.actor, s.tau)
-            soft_update(self.critic_target, self.critic, s.tau)
-            metrics |= {"actor_loss": actor_loss.detach(), **actor_metrics}
-        return metrics
+    # ---- the policy step: TwinCriticTD.update runs the critic step and calls this ------------------------
+    def policy_step(self, buffer: Buffer, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """With `info_reg`, first one step of the mutual-information term (as released); then one step of the
+        actor and the posterior on actor_loss, and the target actor follows by Polyak averaging."""
+        metrics = {}
+        if self.settings.info_reg:
+            info_loss = self.info_loss(buffer.observations[rows])
+            optimise(self.info_optimiser, info_loss)
+            metrics["info_loss"] = info_loss.detach()
+        actor_loss, actor_metrics = self.actor_loss(buffer, rows)
+        optimise(self.actor_optimiser, actor_loss)
+        soft_update(self.actor_target, self.actor, self.settings.tau)
+        return metrics | {"actor_loss": actor_loss.detach(), **actor_metrics}
 
     @torch.no_grad()
     def act(self, states: torch.Tensor) -> torch.Tensor:

@@ -118,20 +118,13 @@ class MixAWAC(TwinCriticTD, Agent):
         loss = -(weight * self.policy.log_prob(states, actions)).mean()
         return loss, {"advantage": advantage.mean(), "weight": weight.mean()}
 
-    # ---- one step -------------------------------------------------------------------------------------
-    def update(self, buffer: Buffer, step_index: int) -> dict[str, torch.Tensor]:
-        s = self.settings
-        rows = buffer.sample_td_indices(s.batch_size)
-        critic_loss = self.critic_loss(buffer, rows)
-        optimise(self.critic_optimiser, critic_loss)
-        metrics = {"critic_loss": critic_loss.detach()}
-        if step_index % s.policy_freq == 0:  # on this step's batch, after the critic step
-            policy_loss, policy_metrics = self.policy_loss(buffer, rows)
-            optimise(self.policy_optimiser, policy_loss)
-            soft_update(self.critic_target, self.critic, s.tau)
-            soft_update(self.policy_target, self.policy, s.tau)
-            metrics |= {"policy_loss": policy_loss.detach(), **policy_metrics}
-        return metrics
+    # ---- the policy step: TwinCriticTD.update runs the critic step and calls this ------------------------
+    def policy_step(self, buffer: Buffer, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One step of the policy on policy_loss, then the target policy follows by Polyak averaging."""
+        policy_loss, policy_metrics = self.policy_loss(buffer, rows)
+        optimise(self.policy_optimiser, policy_loss)
+        soft_update(self.policy_target, self.policy, self.settings.tau)
+        return {"policy_loss": policy_loss.detach(), **policy_metrics}
 
     @torch.no_grad()
     def act(self, states: torch.Tensor) -> torch.Tensor:

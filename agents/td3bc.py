@@ -73,20 +73,13 @@ class TD3BC(TwinCriticTD, Agent):
         loss = -bc_lambda * q_mean + (policy_actions - actions).square().mean()
         return loss, {"bc_lambda": bc_lambda, "q_mean": q_mean.detach()}
 
-    # ---- one step ---------------------------------------------------------------------------------
-    def update(self, buffer: Buffer, step_index: int) -> dict[str, torch.Tensor]:
-        s = self.settings
-        rows = buffer.sample_td_indices(s.batch_size)
-        critic_loss = self.critic_loss(buffer, rows)
-        optimise(self.critic_optimiser, critic_loss)
-        metrics = {"critic_loss": critic_loss.detach()}
-        if step_index % s.policy_freq == 0:  # TD3's delayed policy update, on this step's batch
-            actor_loss, actor_metrics = self.actor_loss(buffer, rows)
-            optimise(self.actor_optimiser, actor_loss)
-            soft_update(self.actor_target, self.actor, s.tau)
-            soft_update(self.critic_target, self.critic, s.tau)
-            metrics |= {"actor_loss": actor_loss.detach(), **actor_metrics}
-        return metrics
+    # ---- the policy step: TwinCriticTD.update runs the critic step and calls this ------------------------
+    def policy_step(self, buffer: Buffer, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One actor step on actor_loss, then the target actor follows by Polyak averaging."""
+        actor_loss, actor_metrics = self.actor_loss(buffer, rows)
+        optimise(self.actor_optimiser, actor_loss)
+        soft_update(self.actor_target, self.actor, self.settings.tau)
+        return {"actor_loss": actor_loss.detach(), **actor_metrics}
 
     @torch.no_grad()
     def act(self, states: torch.Tensor) -> torch.Tensor:

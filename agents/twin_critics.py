@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from agents.base import AgentSettings
-from networks.critics import ensemble_mse
+from agents.base import AgentSettings, optimise
+from networks.critics import ensemble_mse, soft_update
 from networks.losses import td_target
 from utils.buffer import Buffer
 from utils.settings import setting
@@ -37,11 +37,28 @@ class SmoothedTargetSettings(TwinCriticSettings):
 
 
 class TwinCriticTD:
-    """For an Agent with `critic` and `critic_target` (CriticEnsemble) and `discount`; it defines
-    `next_action(next_states)`, the action a' of the target below."""
+    """For an Agent with `critic`, `critic_target` (CriticEnsemble), `critic_optimiser`, `discount` and
+    TwinCriticSettings. It defines `next_action(next_states)`, the action a' of the target below, and
+    `policy_step(buffer, rows)`, which steps the policy and moves the policy's own targets."""
 
     def next_action(self, next_states: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def policy_step(self, buffer: Buffer, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def update(self, buffer: Buffer, step_index: int) -> dict[str, torch.Tensor]:
+        """One critic step; every `policy_freq` steps (TD3's delayed update) a policy step on the same batch,
+        through the critics just updated, then the critics' targets follow by Polyak averaging."""
+        s = self.settings
+        rows = buffer.sample_td_indices(s.batch_size)
+        critic_loss = self.critic_loss(buffer, rows)
+        optimise(self.critic_optimiser, critic_loss)
+        metrics = {"critic_loss": critic_loss.detach()}
+        if step_index % s.policy_freq == 0:
+            metrics |= self.policy_step(buffer, rows)
+            soft_update(self.critic_target, self.critic, s.tau)
+        return metrics
 
     @torch.no_grad()
     def critic_target_value(self, buffer: Buffer, rows: torch.Tensor) -> torch.Tensor:
