@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from agents.base import Agent, AgentSettings, adam, optimise
 from networks.critics import HYPER_Q_FORMS, CriticEnsemble, ensemble_mse, soft_update, target_copy
 from networks.losses import exp_clip_weight, td_target
-from networks.mdn import GaussianMixture, MixtureDensityNetwork
+from networks.mdn import MDN_INITS, GaussianMixture, MixtureDensityNetwork
 from networks.policies import DeterministicPolicy, GaussianPolicy
 from utils.buffer import Buffer
 from utils.settings import setting
@@ -71,6 +71,8 @@ class LOMSettings(AgentSettings):
         "as onehot, see docs/performance.md); onehot, (s, one-hot(u)) -> 1 (released code)", ("multihead", "onehot"))
     mdn_hidden: int = setting(512, "width of the MDN's two hidden layers", at_least=1,
                               at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
+    mdn_init: str = setting("plain", "plain: the paper's MDN; spread: each component's mean starts at its own "
+                            "action (networks/mdn.py), against mode collapse", choices=MDN_INITS)
     hidden: int = setting(256, "width of the two hidden layers of critics, hyper Q and policy", at_least=1,
                           at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
 
@@ -81,7 +83,8 @@ class LOM(Agent):
     def __init__(self, obs_dim: int, act_dim: int, settings: LOMSettings, discount: float):
         super().__init__(obs_dim, act_dim, settings, discount)
         s, hidden = settings, (settings.hidden, settings.hidden)
-        self.behaviour_mdn = MixtureDensityNetwork(obs_dim, act_dim, s.num_mixtures, (s.mdn_hidden,) * 2)
+        self.behaviour_mdn = MixtureDensityNetwork(obs_dim, act_dim, s.num_mixtures, (s.mdn_hidden,) * 2,
+                                                   s.mdn_init)
         self.critic = CriticEnsemble(obs_dim, act_dim, s.K, hidden)
         self.critic_target = target_copy(self.critic)
         self.hyper_q = HYPER_Q_FORMS[s.hyper_q](obs_dim, s.num_mixtures, hidden)
@@ -123,7 +126,7 @@ class LOM(Agent):
         s = self.settings
         return {"num_mixtures": s.num_mixtures, "gmm_steps": s.gmm_steps, "gmm_batch_size": s.gmm_batch_size,
                 "gmm_lr": s.gmm_lr, "mdn_hidden": s.mdn_hidden, "gmm_holdout": s.gmm_holdout,
-                "gmm_check_every": s.gmm_check_every, "gmm_patience": s.gmm_patience}
+                "gmm_check_every": s.gmm_check_every, "gmm_patience": s.gmm_patience, "mdn_init": s.mdn_init}
 
     @torch.no_grad()
     def finish_pretraining(self, buffer: Buffer) -> None:

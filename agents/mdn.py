@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from networks.mdn import MixtureDensityNetwork
+from networks.mdn import MDN_INITS, MixtureDensityNetwork
 from utils.buffer import Buffer
 from utils.settings import setting
 
@@ -24,6 +24,8 @@ class MDNSettings(AgentSettings):
     policy_lr: float = setting(1e-3, "learning rate of the MDN", above=0)
     mdn_hidden: int = setting(512, "width of the MDN's two hidden layers", at_least=1,
                               at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
+    mdn_init: str = setting("plain", "plain: the usual initialisation; spread: each component's mean starts "
+                            "at its own action (networks/mdn.py), against mode collapse", choices=MDN_INITS)
 
 
 class MDN(Agent):
@@ -32,7 +34,7 @@ class MDN(Agent):
     def __init__(self, obs_dim: int, act_dim: int, settings: MDNSettings, discount: float):
         super().__init__(obs_dim, act_dim, settings, discount)
         s = settings
-        self.mdn = MixtureDensityNetwork(obs_dim, act_dim, s.num_mixtures, (s.mdn_hidden, s.mdn_hidden))
+        self.mdn = MixtureDensityNetwork(obs_dim, act_dim, s.num_mixtures, (s.mdn_hidden, s.mdn_hidden), s.mdn_init)
         self.mdn_optimiser = adam(self.mdn.parameters(), s.policy_lr)
 
     def update(self, buffer: Buffer, step_index: int) -> dict[str, torch.Tensor]:

@@ -34,7 +34,8 @@ def load_dataset(
     d4rl_dir: str | os.PathLike | None = None,
     dataset_url: str | None = None,
     toy_size: int = 10_000,
-    fetch_starts: int = 200,
+    fetch_starts: int = 50,
+    fetch_data: str = "branching",
     data_dir: str | os.PathLike | None = None,
     seed: int = 0,
     ref_min_score: float | None = None,
@@ -53,7 +54,7 @@ def load_dataset(
     elif name == generated.TOY_NAME:
         dataset = generated.load_toy(toy_size, seed)
     elif name in generated.FETCH_TASKS:
-        dataset = generated.load_fetch(name, fetch_starts, seed, data_dir)
+        dataset = generated.load_fetch(name, fetch_starts, seed, data_dir, fetch_data)
     elif name.startswith(generated.LOCAL_PREFIX):
         dataset = generated.load_local(name.removeprefix(generated.LOCAL_PREFIX), data_dir)
     elif "/" in env_name:
@@ -69,14 +70,15 @@ def load_dataset(
     return dataset
 
 
-def folder_to_write(env_name: str, *, dataset_path=None, d4rl_dir=None, data_dir=None, fetch_starts: int = 200,
-                    seed: int = 0) -> tuple[str, Path] | None:
+def folder_to_write(env_name: str, *, dataset_path=None, d4rl_dir=None, data_dir=None, fetch_starts: int = 50,
+                    fetch_data: str = "branching", seed: int = 0) -> tuple[str, Path] | None:
     """(flag, folder) that loading this dataset will write to (a download, a generated set), or None when it
     only reads: so a run can check the folder before any work."""
     name = env_name.lower()
     if dataset_path is not None:
         return None
-    if name in generated.FETCH_TASKS and not generated.fetch_file(name, fetch_starts, seed, data_dir).exists():
+    if name in generated.FETCH_TASKS and not generated.fetch_file(name, fetch_starts, seed, data_dir,
+                                                                  fetch_data).exists():
         return "data_dir", generated_data_dir(data_dir)
     if name in D4RL_NAMES and not (d4rl_folder(d4rl_dir) / d4rl_file_name(name)).exists():
         return "d4rl_dir", d4rl_folder(d4rl_dir)

@@ -5,6 +5,7 @@ the scripted experts on first use, then read from the data folder) and the local
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import h5py
@@ -24,6 +25,8 @@ FETCH_REACH_NAME = "fetchreach-fourgoal-v0"
 FETCH_PUSH_NAME = "fetchpush-fourgoal-v0"
 FETCH_PICK_NAME = "fetchpick-fourgoal-v0"
 FETCH_TASKS = {FETCH_REACH_NAME: "reach", FETCH_PUSH_NAME: "push", FETCH_PICK_NAME: "pick"}  # envs.fetch_fourgoal.TASKS
+FETCH_GOAL_KEY, FETCH_BRANCH_KEY = "infos/goal", "infos/branch"  # D4RL keeps per-row extras under infos/
+FETCH_SECONDS_PER_START = {"branching": 5, "start_only": 0.3}  # one core, measured with scripts/fetch_data.py
 LOCAL_PREFIX = "local/"  # local/<env>-<quality>-v0: made by scripts/collect_dataset.py, read from <data dir>/local
 
 
@@ -37,32 +40,49 @@ def load_toy(size: int, seed: int) -> Dataset:
     )
 
 
-def fetch_file(name: str, starts: int, seed: int, folder: str | os.PathLike | None) -> Path:
-    """Where a four-goal Fetch set lives; the generator's version in the name keeps older files unread."""
-    return generated_data_dir(folder) / f"{name}_data{fetch.DATA_VERSION}_seed{seed}_starts{starts}.hdf5"
+def fetch_file(name: str, starts: int, seed: int, folder: str | os.PathLike | None,
+               layout: str = fetch.BRANCHING.name) -> Path:
+    """Where a four-goal Fetch set lives; the layout's version in the name keeps files of older code unread."""
+    version = fetch.LAYOUTS[layout].version
+    return generated_data_dir(folder) / f"{name}_data{version}_seed{seed}_starts{starts}.hdf5"
 
 
-def load_fetch(name: str, starts: int, seed: int, folder: str | os.PathLike | None) -> Dataset:
-    """A four-goal Fetch set (`FETCH_TASKS`), made on first use by the scripted experts and kept in the
-    data folder: later runs read the file."""
-    path = fetch_file(name, starts, seed, folder)
+def load_fetch(name: str, starts: int, seed: int, folder: str | os.PathLike | None,
+               layout: str = fetch.BRANCHING.name) -> Dataset:
+    """A four-goal Fetch set (`FETCH_TASKS`) in one of `datagen.fetch.LAYOUTS`, made on first use by the
+    scripted experts and kept in the data folder: later runs read the file."""
+    path = fetch_file(name, starts, seed, folder, layout)
+    task = FETCH_TASKS[name]
     if not path.exists():
-        _write_fetch(path, FETCH_TASKS[name], starts, seed)
+        _write_fetch(path, task, starts, seed, fetch.LAYOUTS[layout])
     with h5py.File(path, "r") as file:
         low, high = float(file.attrs["ref_min_score"]), float(file.attrs["ref_max_score"])
     return transitions_from_arrays(
-        name, **read_hdf5(path), eval_env_id=envs.FETCH_FOUR_GOAL_IDS[FETCH_TASKS[name]],
+        name, **read_hdf5(path), eval_env_id=envs.FETCH_FOUR_GOAL_IDS[task],
+        eval_env_kwargs={"goal_distance": fetch.LAYOUTS[layout].goal_distance(task)},
         score=ScoreReference(low, high, "random policy = 0, expert to goal 1 = 100"), source=str(path),
     )
 
 
-def _write_fetch(path: Path, task: str, starts: int, seed: int) -> None:
-    tqdm.write(f"making {path.name}: {starts} start states x 4 goals x {envs.FETCH_EPISODE_STEPS} steps")
-    data = fetch.make_dataset(starts, seed, task=task)
+def read_fetch_labels(path: Path) -> tuple:
+    """Per row of a four-goal Fetch file: the goal its expert heads for and its branch state (-1: none)."""
+    with h5py.File(path, "r") as file:
+        if FETCH_BRANCH_KEY not in file:
+            raise UserInputError(f"{path} was made before the data kept its labels; delete it and it is made again")
+        return file[FETCH_GOAL_KEY][()], file[FETCH_BRANCH_KEY][()]
+
+
+def _write_fetch(path: Path, task: str, starts: int, seed: int, layout: fetch.FetchLayout) -> None:
+    tqdm.write(f"making {path.name}: {layout.name} data from {starts} start states "
+               f"(the first time only; about {FETCH_SECONDS_PER_START[layout.name]} s per start state)")
+    began = time.perf_counter()
+    data = fetch.make_dataset(starts, seed, task=task, layout=layout)
+    data["generation_seconds"] = time.perf_counter() - began
     with written_atomically(path) as partial, h5py.File(partial, "w") as file:
         for key in HDF5_REQUIRED_KEYS + HDF5_OPTIONAL_KEYS:
             file[key] = data[key]
-        for key in ("ref_min_score", "ref_max_score", "expert_success"):
+        file[FETCH_GOAL_KEY], file[FETCH_BRANCH_KEY] = data["goal_labels"], data["branch_ids"]
+        for key in ("ref_min_score", "ref_max_score", "expert_success", "generation_seconds"):
             file.attrs[key] = data[key]
 
 

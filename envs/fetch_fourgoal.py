@@ -5,7 +5,11 @@ gymnasium-robotics env underneath and the body whose position earns the reward. 
 that make their data live in `datagen/fetch.py`.
 
 - "reach" (`FetchReachFourGoal-v0`, on `FetchReach-v4`): the GRIPPER must reach a goal. The goals sit at
-  `GOAL_DISTANCE` from the gripper's start position in the xy-plane, at the start height.
+  the corners of FetchReach's own goal box, 0.15 m per axis from the gripper's start position in the
+  xy-plane (`GOAL_DISTANCE`, 0.21 m), at the start height: as far apart as the env itself places goals,
+  so a gripper moving at full speed needs about four steps to reach one. The start-only data of
+  `datagen.fetch.START_ONLY` used goals 0.12 m away (`START_ONLY_GOAL_DISTANCE`); the env takes
+  `goal_distance` to evaluate on that layout.
 - "push" (`FetchPushFourGoal-v0`, on `FetchPush-v4`, fingers blocked closed) and "pick"
   (`FetchPickFourGoal-v0`, on `FetchPickAndPlace-v4`): the OBJECT (a 5 cm cube) must be brought to a goal.
   The goals sit on the table (the cube's resting height) at `OBJECT_GOAL_DISTANCE` from the cube's nominal
@@ -44,7 +48,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-GOAL_DISTANCE = 0.12  # m from the start in xy for reach: 0.085 per axis, inside FetchReach's 0.15 goal range
+GOAL_DISTANCE = 0.15 * np.sqrt(2.0)  # m from the start in xy for reach: the corners of FetchReach's 0.15 goal range
+START_ONLY_GOAL_DISTANCE = 0.12  # m: reach's goals in the start-only data (0.085 per axis)
 OBJECT_GOAL_DISTANCE = 0.15  # m from the cube's nominal start in xy for push and pick (see the docstring)
 GOAL_RADIUS = 0.05  # the Fetch envs' distance_threshold
 GOAL_REWARDS = np.array([2.0, 1.0, 1.0, 1.0])  # per goal index (0 = quadrant 1)
@@ -65,9 +70,8 @@ OBJECT_POS = slice(3, 6)
 OBJECT_FINGERS = slice(9, 11)  # the two finger joint positions (0 closed, 0.05 open) in push and pick
 
 # The P-controller that drives the gripper. The Fetch envs move the gripper by 0.05 * action per step, so
-# gain 10 closes about half the remaining gap each step: 12 cm shrinks to well under 1 cm in ~10 steps, and
-# at the reach start (12 cm away) the action is ~0.85 per axis, below the clip, so the action direction
-# still points at the goal.
+# gain 10 closes about half the remaining gap each step (12 cm shrinks to well under 1 cm in ~10 steps);
+# the experts use a higher gain (datagen.fetch).
 GAIN = 10.0
 
 
@@ -92,11 +96,11 @@ def goal_reward(position: np.ndarray, goals: np.ndarray) -> float:
 
 
 def move_towards(gripper: np.ndarray, target: np.ndarray, fingers: float, rng: np.random.Generator,
-                 noise: float, speed: float = np.inf) -> np.ndarray:
+                 noise: float, speed: float = np.inf, gain: float = GAIN) -> np.ndarray:
     """The P-controller that drives the gripper to its start and that the scripted experts use: a gripper
     displacement toward `target` (norm at most `speed`) plus noise, clipped to the action range, and the
     finger command."""
-    displacement = GAIN * (np.asarray(target) - np.asarray(gripper))
+    displacement = gain * (np.asarray(target) - np.asarray(gripper))
     norm = np.linalg.norm(displacement)
     if norm > speed:
         displacement *= speed / norm
@@ -158,14 +162,15 @@ class FetchFourGoalEnv(gym.Env):
 
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 25}
 
-    def __init__(self, task: str = "reach", render_mode=None):
+    def __init__(self, task: str = "reach", render_mode=None, goal_distance: float | None = None):
         self.task = TASKS[task]
+        self.goal_distance = self.task.goal_distance if goal_distance is None else goal_distance
         self._fetch = _make_fetch(self.task.fetch_id, render_mode)
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.task.observation_dim,),
                                                 dtype=np.float32)
         self.action_space = self._fetch.action_space
-        self.goals = goal_positions(self.goal_centre(), self.task.goal_distance)
+        self.goals = goal_positions(self.goal_centre(), self.goal_distance)
         self._steps = 0
 
     def goal_centre(self) -> np.ndarray:
@@ -187,7 +192,7 @@ class FetchFourGoalEnv(gym.Env):
         fetch_obs, _ = self._fetch.reset(seed=seed)
         # The start pose is fixed, but read it after reset so the goals follow it if that ever changes.
         centre = self.goal_centre()
-        self.goals = goal_positions(centre, self.task.goal_distance)
+        self.goals = goal_positions(centre, self.goal_distance)
         home = above(centre, ARM_START_HEIGHT) if self.task.tracks_object else centre
         arm_start = home + self.np_random.uniform(-START_JITTER, START_JITTER, 3)
         for _ in range(START_STEPS):
@@ -205,6 +210,23 @@ class FetchFourGoalEnv(gym.Env):
         self._steps += 1
         observation, reward, info = self._observe(fetch_obs)
         return observation, reward, False, self._steps >= EPISODE_STEPS, info
+
+    def snapshot(self) -> tuple[np.ndarray, int]:
+        """The simulator's whole state and the step count: `restore` returns the env to exactly here, so
+        the data generator can branch several expert continuations off one state."""
+        import mujoco
+
+        model, data = self._fetch.model, self._fetch.data
+        state = np.empty(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_INTEGRATION))
+        mujoco.mj_getState(model, data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        return state, self._steps
+
+    def restore(self, snapshot: tuple[np.ndarray, int]) -> None:
+        import mujoco
+
+        state, self._steps = snapshot
+        mujoco.mj_setState(self._fetch.model, self._fetch.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_forward(self._fetch.model, self._fetch.data)  # positions and velocities the next step reads
 
     def render(self):
         return self._fetch.render()

@@ -9,6 +9,9 @@ from torch import nn
 from networks.mlp import mlp
 
 MEAN_LIMIT = 0.9999
+MDN_INITS = ("plain", "spread")
+SPREAD_RANGE = 0.8  # spread initial means: uniform in [-0.8, 0.8] per action dimension
+SPREAD_WEIGHT_SCALE = 0.1  # and the means' output weights shrunk by this, so the spread holds at every state
 LOG_STD_MIN, LOG_STD_MAX = -15.0, 0.0
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -41,10 +44,24 @@ class GaussianMixture:
 class MixtureDensityNetwork(nn.Module):
     """state -> hidden -> (M*A means, M*A log-stds, M logits)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, num_components: int, hidden: tuple[int, ...]):
+    def __init__(self, obs_dim: int, act_dim: int, num_components: int, hidden: tuple[int, ...],
+                 init: str = "plain"):
         super().__init__()
         self.act_dim, self.num_components = act_dim, num_components
         self.body = mlp(obs_dim, hidden, num_components * (2 * act_dim + 1))
+        if init == "spread":
+            self.spread_initial_means()
+
+    @torch.no_grad()
+    def spread_initial_means(self) -> None:
+        """Start every component at its own action, the same at every state: the means' output biases drawn
+        uniformly over most of the action box and their weights shrunk. A plain initialisation starts all
+        means near 0, and the component that first covers the data's modes can keep them all, one broad
+        Gaussian over several modes (mode collapse); spread starts give each mode a nearby component."""
+        means = slice(0, self.num_components * self.act_dim)
+        output = self.body[-1]
+        output.weight[means] *= SPREAD_WEIGHT_SCALE
+        output.bias[means] = torch.atanh(torch.empty_like(output.bias[means]).uniform_(-SPREAD_RANGE, SPREAD_RANGE))
 
     def forward(self, states: torch.Tensor) -> GaussianMixture:
         m, a = self.num_components, self.act_dim

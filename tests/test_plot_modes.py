@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parent.parent
 TASK = "fetchreach-fourgoal-v0"
 SEED = 1
 STARTS = 6  # 6 x 4 goals x 50 steps = 1,200 rows: more than LOM's hyper Q batch
-TINY = ["--fetch_starts", str(STARTS), "--training_steps", "40", "--eval_every", "20", "--eval_episodes", "4"]
+TINY = ["--fetch_starts", str(STARTS), "--fetch_data", "start_only", "--training_steps", "40", "--eval_every", "20",
+        "--eval_episodes", "4"]
 AGENT_FLAGS = {"bc": [], "lom": ["--gmm_steps", "40", "--hyper_batch_size", "256"]}
 
 

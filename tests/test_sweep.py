@@ -25,8 +25,8 @@ from scripts.sweep import TrainJob
 REPO = Path(__file__).resolve().parent.parent
 GRID = ["--datasets", "toy-multimodal,fetchreach-fourgoal-v0", "--agents", "lom,bc", "--seeds", "0,1"]
 TINY = ["--set", "training_steps=20", "--set", "eval_every=10", "--set", "eval_episodes=2", "--set", "toy_size=600",
-        "--set", "fetch_starts=2", "--set", "lom:gmm_steps=10", "--set", "lom:gmm_batch_size=256",
-        "--set", "lom:hyper_batch_size=256",
+        "--set", "fetch_starts=2", "--set", "fetch_data=start_only", "--set", "lom:gmm_steps=10",
+        "--set", "lom:gmm_batch_size=256", "--set", "lom:hyper_batch_size=256",
         # BC's runs are longer, so that the one killed after its first checkpoint is still running when killed.
         "--set", "bc:training_steps=300", "--set", "bc:eval_every=100"]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # torch threads on 2 busy cores wait on each other

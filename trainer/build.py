@@ -19,7 +19,8 @@ def load_data(config: Config) -> Dataset:
     run = config.run
     return load_dataset(run.env_name, dataset_path=run.dataset_path or None, eval_env=run.eval_env or None,
                         d4rl_dir=run.d4rl_dir or None, dataset_url=run.dataset_url or None,
-                        toy_size=run.toy_size, fetch_starts=run.fetch_starts, data_dir=run.data_dir or None,
+                        toy_size=run.toy_size, fetch_starts=run.fetch_starts, fetch_data=run.fetch_data,
+                        data_dir=run.data_dir or None,
                         seed=run.seed, ref_min_score=run.ref_min_score, ref_max_score=run.ref_max_score)
 
 
@@ -49,7 +50,8 @@ def check_output_folders(config: Config) -> None:
     if run.save_gmm:
         folders["gmm_dir"] = run.gmm_dir
     data = folder_to_write(run.env_name, dataset_path=run.dataset_path or None, d4rl_dir=run.d4rl_dir or None,
-                           data_dir=run.data_dir or None, fetch_starts=run.fetch_starts, seed=run.seed)
+                           data_dir=run.data_dir or None, fetch_starts=run.fetch_starts, fetch_data=run.fetch_data,
+                           seed=run.seed)
     if data is not None:
         folders[data[0]] = data[1]
     for flag, folder in folders.items():

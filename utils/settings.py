@@ -44,9 +44,12 @@ class RunSettings:
                                "(default: $D4RL_DATASET_URL, else the original server)", group=DATA)
     toy_size: int = setting(10_000, "number of transitions of the toy-multimodal dataset", at_least=1,
                             at_most=10_000_000, group=DATA)  # 10M rows: ~0.5 GB in memory, 1000x the default
-    fetch_starts: int = setting(200, "start states of the generated fetch*-fourgoal-v0 data (4 expert "
-                                "trajectories of 50 steps from each)", at_least=1,
-                                at_most=100_000, group=DATA)  # 20M rows, hours of simulation; see seed's bound
+    fetch_starts: int = setting(50, "start states of the generated fetch*-fourgoal-v0 data (4 expert "
+                                "trajectories of 50 steps from each, and their branches)", at_least=1,
+                                at_most=100_000, group=DATA)  # see seed's bound
+    fetch_data: str = setting("branching", "layout of the fetch*-fourgoal-v0 data: branching (the "
+                              "paper's: four labels at every state of the experts' trajectories) or start_only "
+                              "(four labels at the start states only)", choices=("branching", "start_only"), group=DATA)
     data_dir: str = setting("", "folder for the datasets this project generates (default: $LOM_DATA_DIR, "
                             "else ~/.cache/lom/datasets)", group=DATA)
     normalise: bool = setting(True, "1: z-score states with the dataset's mean and std; 0: raw states", group=DATA)
