@@ -43,7 +43,7 @@ def runs(tmp_path_factory):
     return root / "runs", root / "data"
 
 
-def test_plot_shows_the_dataset_labels_lom_components_and_each_agents_action(runs, tmp_path):
+def test_figure_2_shows_the_dataset_labels_and_each_agents_action_distribution(runs, tmp_path):
     log_path, data_dir = runs
     out = tmp_path / "modes.png"
     result = run(["-m", "scripts.plot_modes", str(log_path), "--task", TASK, "--seed", str(SEED), "--out", str(out)],
@@ -51,19 +51,33 @@ def test_plot_shows_the_dataset_labels_lom_components_and_each_agents_action(run
     assert result.returncode == 0, result.stderr[-3000:]
     from matplotlib import image
 
-    assert image.imread(out).shape[:2] == (720, 768)  # 6.4 x 6.0 inches at 120 dpi
+    assert image.imread(out).shape[:2] == (360, 960)  # data, BC and LOM: 3 panels of 3.2 x 3.6 inches at 100 dpi
     picture = json.loads(out.with_suffix(".json").read_text())
     (data_file,) = data_dir.glob(f"{TASK}_data*_seed{SEED}_*.hdf5")
     with h5py.File(data_file) as file:  # the first start state's four trajectories begin 50 rows apart
         labels = file["actions"][[0, 50, 100, 150], :2]
     np.testing.assert_allclose(picture["dataset_actions"], labels, atol=1e-6)
+    bc, lom = picture["panels"]
+    assert (bc["agent"], lom["agent"]) == ("bc", "lom") and set(bc) == {"agent", "action"}
     # the hyper Q's argmax among the components with at least mode_min_weight (the config's 0.05) of the mixture
-    weights, hyper_q = np.array(picture["mdn_weights"]), np.array(picture["hyper_q"])
+    weights, hyper_q = np.array(lom["weights"]), np.array(lom["hyper_q"])
     eligible = weights >= min(0.05, weights.max())
-    assert picture["selected_component"] == int(np.argmax(np.where(eligible, hyper_q, -np.inf)))
-    assert len(picture["mdn_weights"]) == 4 and abs(sum(picture["mdn_weights"]) - 1) < 1e-5
-    assert set(picture["agent_actions"]) == {"bc", "lom"}
-    assert all(-1 <= value <= 1 for action in picture["agent_actions"].values() for value in action)
+    assert lom["selected_component"] == int(np.argmax(np.where(eligible, hyper_q, -np.inf)))
+    assert len(weights) == lom["num_mixtures"] == 4 and abs(weights.sum() - 1) < 1e-5
+    # LOM's samples come from the selected component: their mean is near its mean (clipped to the action box)
+    selected_mean = np.clip(lom["means"][lom["selected_component"]], -1, 1)
+    assert np.abs(np.mean(lom["samples"], axis=0) - selected_mean).max() < 3 * max(lom["stds"][lom["selected_component"]])
+    assert all(-1 <= value <= 1 for panel in (bc, lom) for value in panel["action"])
+
+
+def test_figure_4_draws_one_panel_per_lom_run(runs, tmp_path):
+    log_path, data_dir = runs
+    out = tmp_path / "fig4.png"
+    result = run(["-m", "scripts.plot_modes", str(log_path), "--figure", "4", "--task", TASK, "--seed", str(SEED),
+                  "--out", str(out)], data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    picture = json.loads(out.with_suffix(".json").read_text())
+    assert [panel["agent"] for panel in picture["panels"]] == ["lom"] and "LOM, M = 4" in result.stdout
 
 
 def test_plot_without_a_lom_run_says_what_to_run_first(tmp_path):
