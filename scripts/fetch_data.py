@@ -13,7 +13,6 @@ made here is not made again by a run. Two label shares per task:
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,8 +21,8 @@ import numpy as np
 
 from datagen import fetch
 from datasources import generated
-from utils.errors import UserInputError
-from utils.files import written_atomically
+from utils.errors import UserInputError, exit_status
+from utils.files import write_json
 
 DEFAULT_RADIUS = 0.1  # a tenth of a standard deviation per observation dimension
 DEFAULT_QUERIES = 2000
@@ -74,24 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=DEFAULT_QUERIES,
                         help=f"rows whose neighbourhood is counted (default {DEFAULT_QUERIES})")
     parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
-    try:
-        tasks = args.tasks.split(",")
-        if unknown := [task for task in tasks if task not in generated.FETCH_TASKS]:
-            raise UserInputError(f"--tasks: unknown {', '.join(unknown)}; choose from "
-                                 f"{', '.join(generated.FETCH_TASKS)}")
-        if args.starts < 1 or args.radius <= 0 or args.queries < 1:
-            raise UserInputError("--starts and --queries must be at least 1 and --radius above 0")
-        rows = [report(task, args.starts, args.seed, args.layout, args.data_dir, args.radius, args.queries)
-                for task in tasks]
-        if args.out:
-            with written_atomically(args.out) as partial:
-                partial.write_text(json.dumps(rows, indent=2) + "\n")
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: run(parser.parse_args(argv)))
+
+
+def run(args: argparse.Namespace) -> None:
+    tasks = args.tasks.split(",")
+    if unknown := [task for task in tasks if task not in generated.FETCH_TASKS]:
+        raise UserInputError(f"--tasks: unknown {', '.join(unknown)}; choose from {', '.join(generated.FETCH_TASKS)}")
+    if args.starts < 1 or args.radius <= 0 or args.queries < 1:
+        raise UserInputError("--starts and --queries must be at least 1 and --radius above 0")
+    rows = [report(task, args.starts, args.seed, args.layout, args.data_dir, args.radius, args.queries)
+            for task in tasks]
+    if args.out:
+        write_json(args.out, rows)
     print(markdown(rows))
-    return 0
 
 
 if __name__ == "__main__":

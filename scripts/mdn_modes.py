@@ -12,7 +12,6 @@ action's xy-plane. It prints the share of separated states (and writes them as J
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,8 +25,8 @@ from datasources import generated
 from envs.fetch_fourgoal import GOAL_RADIUS, FetchFourGoalEnv, TASKS
 from networks.mdn import MDN_INITS, GaussianMixture, MixtureDensityNetwork
 from utils.buffer import Buffer
-from utils.errors import UserInputError
-from utils.files import written_atomically
+from utils.errors import UserInputError, exit_status
+from utils.files import write_json
 
 MIN_WEIGHT = 0.1  # a component counts as a mode where it carries at least this share of the mixture
 MIN_QUADRANTS = 3
@@ -111,28 +110,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10_000, help="MDN training steps")
     parser.add_argument("--states", type=int, default=DEFAULT_STATES, help="branch states looked at")
     parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
-    args = parser.parse_args(argv)
+    return exit_status(lambda: run(parser.parse_args(argv)))
+
+
+def run(args: argparse.Namespace) -> None:
+    inits = args.init.split(",")
+    if unknown := [init for init in inits if init not in MDN_INITS]:
+        raise UserInputError(f"--init: unknown {', '.join(unknown)}; choose from {', '.join(MDN_INITS)}")
     try:
-        inits = args.init.split(",")
-        if unknown := [init for init in inits if init not in MDN_INITS]:
-            raise UserInputError(f"--init: unknown {', '.join(unknown)}; choose from {', '.join(MDN_INITS)}")
-        try:
-            mixtures = [int(m) for m in args.num_mixtures.split(",")]
-        except ValueError:
-            raise UserInputError(f"--num_mixtures takes comma-separated integers, got {args.num_mixtures!r}") from None
-        if min(mixtures) < 1 or args.steps < 0 or args.states < 1 or args.starts < 1:
-            raise UserInputError("--num_mixtures, --states and --starts must be at least 1, --steps at least 0")
-        print("| task | data | M | init | steps | states | separated | states by quadrants 0-4 |\n"
-              "| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
-        results = measure(args.task, args.fetch_data, args.starts, args.seed, args.data_dir, mixtures, inits,
-                          args.steps, args.states)
-        if args.out:
-            with written_atomically(args.out) as partial:
-                partial.write_text(json.dumps(results, indent=2) + "\n")
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        mixtures = [int(m) for m in args.num_mixtures.split(",")]
+    except ValueError:
+        raise UserInputError(f"--num_mixtures takes comma-separated integers, got {args.num_mixtures!r}") from None
+    if min(mixtures) < 1 or args.steps < 0 or args.states < 1 or args.starts < 1:
+        raise UserInputError("--num_mixtures, --states and --starts must be at least 1, --steps at least 0")
+    print("| task | data | M | init | steps | states | separated | states by quadrants 0-4 |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    results = measure(args.task, args.fetch_data, args.starts, args.seed, args.data_dir, mixtures, inits,
+                      args.steps, args.states)
+    if args.out:
+        write_json(args.out, results)
 
 
 if __name__ == "__main__":

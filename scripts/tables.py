@@ -29,7 +29,7 @@ from rliable import library as rly
 from rliable import metrics
 
 from envs.fetch_fourgoal import NUM_GOALS
-from utils.errors import UserInputError
+from utils.errors import UserInputError, exit_status
 from utils.logger import SCORE_KEY
 
 SUMMARY_KEYS = {"final": "final_score", "last10pct": "last10pct_mean_score"}
@@ -468,12 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
                         help=f"bootstrap resamples for the confidence intervals (default {DEFAULT_REPS})")
     args = parser.parse_args(argv)
-    try:
-        print(make_tables(args.root, args.layout, args.metric, args.out, args.reps))
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: print(make_tables(args.root, args.layout, args.metric, args.out, args.reps)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """The one exception type for mistakes a user can fix (bad flags, missing or broken data).
 
-`train.py` prints its message as a single line on stderr and exits with status 2, no traceback.
+`train.py` prints its message as a single line on stderr and exits with status 2, no traceback; the scripts
+do the same through `exit_status`.
 """
+
+import sys
+from collections.abc import Callable
 
 
 class UserInputError(Exception):
@@ -23,3 +27,13 @@ class Interrupted(BaseException):
     def __init__(self, message: str, signal_number: int):
         super().__init__(message)
         self.signal_number = signal_number
+
+
+def exit_status(command: Callable[[], None]) -> int:
+    """Run a script's work: 0 when it succeeds, 2 with the UserInputError's one-line message on stderr."""
+    try:
+        command()
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,6 +1,7 @@
 """Where generated data lives, and files that appear only when complete: a crash, a kill or an error never
 leaves a half-written one."""
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -46,3 +47,9 @@ def set_aside(path: Path) -> Path:
     aside = path.with_name(path.name + ".unreadable")
     os.replace(path, aside)
     return aside
+
+
+def write_json(path: Path, value) -> None:
+    """`value` as indented JSON at `path`, written atomically."""
+    with written_atomically(path) as partial:
+        partial.write_text(json.dumps(value, indent=2) + "\n")
