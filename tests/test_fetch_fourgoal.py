@@ -27,6 +27,17 @@ def test_goals_sit_one_per_quadrant_around_the_start_at_the_same_distance_and_he
     assert gaps.min() > 2 * fg.GOAL_RADIUS and fg.GOAL_DISTANCE > fg.GOAL_RADIUS
 
 
+def test_reach_goals_are_the_corners_of_fetchreachs_own_goal_box_and_the_env_takes_the_earlier_layout(reach_env):
+    np.testing.assert_allclose(np.abs(reach_env.goals - reach_env.goal_centre())[:, :2], 0.15)  # target_range
+    reach_env._fetch.np_random = np.random.default_rng(0)
+    sampled = np.array([reach_env._fetch._sample_goal() for _ in range(200)]) - reach_env.goal_centre()
+    assert np.abs(sampled[:, :2]).max() <= 0.15  # FetchReach's own goals never go further out
+    earlier = fg.FetchFourGoalEnv("reach", goal_distance=fg.START_ONLY_GOAL_DISTANCE)
+    earlier.reset(seed=0)
+    np.testing.assert_allclose(np.linalg.norm((earlier.goals - earlier.goal_centre())[:, :2], axis=1), 0.12)
+    earlier.close()
+
+
 def test_reward_is_two_at_goal_one_one_at_the_others_and_zero_elsewhere():
     goals = fg.goal_positions(START)
     for index, expected in enumerate([2.0, 1.0, 1.0, 1.0]):
