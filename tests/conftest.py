@@ -38,6 +38,14 @@ def toy_dataset():
     return load_dataset("toy-multimodal", toy_size=512, seed=0)
 
 
+@pytest.fixture(scope="session")
+def toy_buffer(toy_dataset):
+    """The toy fixture's rows in a normalised CPU Buffer, as the agents train on them."""
+    from utils.buffer import Buffer
+
+    return Buffer(toy_dataset, torch.device("cpu"), normalise=True)
+
+
 @pytest.fixture(scope="module")
 def reach_env():
     env = fetch_fourgoal.FetchReachFourGoalEnv()

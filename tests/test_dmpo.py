@@ -23,11 +23,6 @@ K = 3
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def buffer(toy_dataset) -> Buffer:
-    return Buffer(toy_dataset, CPU, normalise=True)
-
-
 def tiny_agent(buffer: Buffer, **settings) -> DMPO:
     """K = 3 latents, 8-wide networks and a 4-wide latent embedding (the released width, the toy state's one,
     can leave every latent's embedding at ReLU's zero), with target networks that differ from the online ones."""
@@ -73,9 +68,9 @@ def test_gumbel_noise_is_minus_log_minus_log_of_a_uniform_draw():
 # ---- the latent choice ------------------------------------------------------------------------------------------
 
 
-def test_best_latent_is_the_argmax_over_latents_of_the_twin_critics_minimum_and_act_returns_its_action(buffer):
-    agent = tiny_agent(buffer)
-    states = buffer.observations[:50]
+def test_best_latent_is_the_argmax_over_latents_of_the_twin_critics_minimum_and_act_returns_its_action(toy_buffer):
+    agent = tiny_agent(toy_buffer)
+    states = toy_buffer.observations[:50]
     with torch.no_grad():
         actions = [agent.actor(states, one_hot(k, 50)) for k in range(K)]
         values = torch.stack([min_q(agent.critic, states, a) for a in actions])  # (K, B), one latent at a time
@@ -91,8 +86,8 @@ def test_best_latent_is_the_argmax_over_latents_of_the_twin_critics_minimum_and_
 # ---- the advantage weights ------------------------------------------------------------------------------------
 
 
-def test_normalised_weight_rescales_the_batch_to_minus_one_zero_and_divides_by_the_mean(buffer):
-    agent = tiny_agent(buffer)
+def test_normalised_weight_rescales_the_batch_to_minus_one_zero_and_divides_by_the_mean(toy_buffer):
+    agent = tiny_agent(toy_buffer)
     advantage = torch.tensor([1.0, 2.0, 4.0])  # max 4, width 3
     raw = [math.exp(10 * (a - 4) / 3) for a in (1.0, 2.0, 4.0)]
     expected = [w / (sum(raw) / 3) for w in raw]
@@ -101,11 +96,11 @@ def test_normalised_weight_rescales_the_batch_to_minus_one_zero_and_divides_by_t
     assert agent.advantage_weight(100 * advantage - 7).tolist() == pytest.approx(expected, rel=1e-4)
     # Equal advantages (width 0) and scale 0 both give weight 1 everywhere.
     assert agent.advantage_weight(torch.full((4,), 2.5)).tolist() == [1.0] * 4
-    assert tiny_agent(buffer, scale=0.0).advantage_weight(advantage).tolist() == [1.0] * 3
+    assert tiny_agent(toy_buffer, scale=0.0).advantage_weight(advantage).tolist() == [1.0] * 3
 
 
-def test_clipped_weight_is_exp_of_scale_times_advantage_capped_at_100(buffer):
-    agent = tiny_agent(buffer, weight="clipped", scale=2.0)
+def test_clipped_weight_is_exp_of_scale_times_advantage_capped_at_100(toy_buffer):
+    agent = tiny_agent(toy_buffer, weight="clipped", scale=2.0)
     assert agent.advantage_weight(torch.tensor([-1.0, 0.5, 3.0])).tolist() == pytest.approx(
         [math.exp(-2.0), math.e, 100.0], rel=1e-6)
 
@@ -113,9 +108,9 @@ def test_clipped_weight_is_exp_of_scale_times_advantage_capped_at_100(buffer):
 # ---- the losses -------------------------------------------------------------------------------------------------
 
 
-def test_advantage_is_the_data_actions_value_minus_the_target_actors_best_latent_under_the_online_critics(buffer):
-    agent = tiny_agent(buffer)
-    states, actions = buffer.observations[:40], buffer.actions[:40]
+def test_advantage_is_the_data_actions_value_minus_the_target_actors_best_latent_under_the_online_critics(toy_buffer):
+    agent = tiny_agent(toy_buffer)
+    states, actions = toy_buffer.observations[:40], toy_buffer.actions[:40]
     with torch.no_grad():
         best = torch.stack([min_q(agent.critic, states, agent.actor_target(states, one_hot(k, 40)))
                             for k in range(K)]).max(dim=0).values
@@ -123,30 +118,30 @@ def test_advantage_is_the_data_actions_value_minus_the_target_actors_best_latent
     assert torch.allclose(agent.advantage(states, actions), expected, atol=1e-6)
 
 
-def test_critic_target_bootstraps_the_target_critics_at_the_target_actors_best_latent(buffer):
+def test_critic_target_bootstraps_the_target_critics_at_the_target_actors_best_latent(toy_buffer):
     """With no smoothing noise, y = r + gamma (1 - d) min(Q1', Q2')(s', mu'(s', z'*)), z'* chosen by the online
     critics among the target actor's latents."""
-    agent = tiny_agent(buffer, policy_noise=0.0)
+    agent = tiny_agent(toy_buffer, policy_noise=0.0)
     rows = torch.arange(30)
-    next_states = buffer.next_observations[rows]
+    next_states = toy_buffer.next_observations[rows]
     with torch.no_grad():
         candidates = [agent.actor_target(next_states, one_hot(k, 30)) for k in range(K)]
         choice = torch.stack([min_q(agent.critic, next_states, a) for a in candidates]).argmax(dim=0)
         next_actions = torch.stack(candidates)[choice, torch.arange(30)]
-        expected = buffer.rewards[rows] + 0.9 * (1 - buffer.terminals[rows]) * min_q(
+        expected = toy_buffer.rewards[rows] + 0.9 * (1 - toy_buffer.terminals[rows]) * min_q(
             agent.critic_target, next_states, next_actions)
-        q = agent.critic(buffer.observations[rows], buffer.actions[rows])
-    assert torch.allclose(agent.critic_target_value(buffer, rows), expected, atol=1e-6)
+        q = agent.critic(toy_buffer.observations[rows], toy_buffer.actions[rows])
+    assert torch.allclose(agent.critic_target_value(toy_buffer, rows), expected, atol=1e-6)
     expected_loss = F.mse_loss(q[0], expected) + F.mse_loss(q[1], expected)
-    assert agent.critic_loss(buffer, rows).item() == pytest.approx(expected_loss.item(), rel=1e-5)
+    assert agent.critic_loss(toy_buffer, rows).item() == pytest.approx(expected_loss.item(), rel=1e-5)
 
 
-def test_actor_loss_is_the_weighted_squared_error_at_a_gumbel_latent_plus_beta_times_the_weighted_kl(buffer):
-    agent = tiny_agent(buffer, kl_weight=0.7)
+def test_actor_loss_is_the_weighted_squared_error_at_a_gumbel_latent_plus_beta_times_the_weighted_kl(toy_buffer):
+    agent = tiny_agent(toy_buffer, kl_weight=0.7)
     rows = torch.arange(20)
-    states, actions = buffer.observations[rows], buffer.actions[rows]
+    states, actions = toy_buffer.observations[rows], toy_buffer.actions[rows]
     torch.manual_seed(5)
-    loss, metrics = agent.actor_loss(buffer, rows)
+    loss, metrics = agent.actor_loss(toy_buffer, rows)
     with torch.no_grad():
         torch.manual_seed(5)
         uniform = torch.rand(20, K)  # the Gumbel noise the loss drew
@@ -166,11 +161,11 @@ def test_actor_loss_is_the_weighted_squared_error_at_a_gumbel_latent_plus_beta_t
 
 
 @pytest.mark.parametrize("released", [False, True])
-def test_info_loss_is_cross_entropy_of_the_second_posterior_recovering_the_latent(buffer, released):
+def test_info_loss_is_cross_entropy_of_the_second_posterior_recovering_the_latent(toy_buffer, released):
     """The default draws labels from all K latents and takes the cross-entropy of the posterior's logits; the
     released form never draws latent K-1 and feeds probabilities to the cross-entropy (a second softmax)."""
-    agent = tiny_agent(buffer, info_reg=True, info_reg_released=released)
-    states = buffer.observations[:64]
+    agent = tiny_agent(toy_buffer, info_reg=True, info_reg_released=released)
+    states = toy_buffer.observations[:64]
     torch.manual_seed(2)
     loss = agent.info_loss(states)
     torch.manual_seed(2)
@@ -186,13 +181,13 @@ def test_info_loss_is_cross_entropy_of_the_second_posterior_recovering_the_laten
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_actor_posterior_and_targets_move_every_second_step_only(buffer):
-    agent = tiny_agent(buffer, batch_size=16)
+def test_actor_posterior_and_targets_move_every_second_step_only(toy_buffer):
+    agent = tiny_agent(toy_buffer, batch_size=16)
     watched = {"actor": agent.actor, "posterior": agent.posterior, "actor_target": agent.actor_target,
                "critic_target": agent.critic_target, "critic": agent.critic}
     for step, moving in [(1, {"critic"}), (2, set(watched))]:
         before = {name: [p.detach().clone() for p in net.parameters()] for name, net in watched.items()}
-        metrics = agent.update(buffer, step)
+        metrics = agent.update(toy_buffer, step)
         moved = {name for name, net in watched.items()
                  if any(not torch.equal(a, b) for a, b in zip(before[name], net.parameters()))}
         assert moved == moving
@@ -202,7 +197,7 @@ def test_actor_posterior_and_targets_move_every_second_step_only(buffer):
 # ---- what it learns on the toy task ------------------------------------------------------------------------
 
 
-def toy_buffer(seed: int) -> tuple[Buffer, np.ndarray, np.ndarray]:
+def four_mode_data(seed: int) -> tuple[Buffer, np.ndarray, np.ndarray]:
     """2,000 rows of the four-mode toy task, each row's mode (its nearest centre) and the raw probe states."""
     data = load_dataset("toy-multimodal", toy_size=2000, seed=seed)
     modes = np.linalg.norm(data.actions[:, None] - mode_centres(data.observations[:, 0]), axis=-1).argmin(-1)
@@ -222,7 +217,7 @@ def test_dmpo_latents_split_the_four_modes_and_the_q_chosen_latent_acts_on_the_r
     (the released width is the state's, one unit here) and a KL weight of 0.05 (at 1 the KL costs more than
     splitting saves on this data, and the latents collapse). Over four seeds: purity 1.000, every sub-policy
     within 0.15 of a mode centre, actions within 0.03 of mode 0."""
-    buffer, modes, raw_probe = toy_buffer(seed=0)
+    buffer, modes, raw_probe = four_mode_data(seed=0)
     torch.manual_seed(0)
     agent = DMPO(1, 2, DMPOSettings(hidden=64, batch_size=128, scale=0.0, kl_weight=0.05, latent_embedding=16,
                                     actor_lr=1e-3, critic_lr=1e-3), 0.99)
@@ -245,7 +240,7 @@ def test_dmpo_with_its_defaults_acts_on_the_rewarded_mode_not_between_the_modes(
     """The released settings (scale 10, KL weight 1, embedding of the state's width): the weights leave almost
     only the rewarded mode's rows, every sub-policy imitates them, and the action is on that mode, 0.6 from
     the data's mean action. Over three seeds after 600 steps: within 0.03 of mode 0."""
-    buffer, _, raw_probe = toy_buffer(seed=1)
+    buffer, _, raw_probe = four_mode_data(seed=1)
     torch.manual_seed(1)
     agent = DMPO(1, 2, DMPOSettings(hidden=64, batch_size=128, actor_lr=1e-3, critic_lr=1e-3), 0.99)
     for step in range(1, 601):

@@ -21,11 +21,6 @@ K = 3
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def buffer(toy_dataset) -> Buffer:
-    return Buffer(toy_dataset, CPU, normalise=True)
-
-
 def tiny_agent(buffer: Buffer, **settings) -> MixAWAC:
     """K = 3 components and 8-wide networks, with target networks that differ from the online ones."""
     torch.manual_seed(0)
@@ -43,9 +38,9 @@ def component(policy: GaussianMixturePolicy, states: torch.Tensor, k: int) -> No
     return Normal(*policy.component_distribution(policy.components(states, codes)))
 
 
-def test_log_prob_is_the_log_of_the_alpha_weighted_sum_of_component_densities(buffer):
-    policy = tiny_agent(buffer).policy
-    states, actions = buffer.observations[:30], buffer.actions[:30]
+def test_log_prob_is_the_log_of_the_alpha_weighted_sum_of_component_densities(toy_buffer):
+    policy = tiny_agent(toy_buffer).policy
+    states, actions = toy_buffer.observations[:30], toy_buffer.actions[:30]
     with torch.no_grad():
         alpha = policy.mixture_weights(states)
         density = sum(alpha[:, k] * component(policy, states, k).log_prob(actions).sum(-1).exp() for k in range(K))
@@ -53,20 +48,20 @@ def test_log_prob_is_the_log_of_the_alpha_weighted_sum_of_component_densities(bu
     assert torch.allclose(alpha.sum(-1), torch.ones(30))
 
 
-def test_log_prob_keeps_a_gradient_where_every_component_is_far_from_the_action(buffer):
+def test_log_prob_keeps_a_gradient_where_every_component_is_far_from_the_action(toy_buffer):
     """Ten units from every mean, each density is below e^-1000: the sum of densities underflows to 0 (the
     released code's log then sits on its 1e-12 floor, with no gradient). The log-sum-exp stays finite and
     still pulls the components toward the action."""
-    policy = tiny_agent(buffer).policy
-    states, far = buffer.observations[:4], torch.full((4, 2), 10.0)
+    policy = tiny_agent(toy_buffer).policy
+    states, far = toy_buffer.observations[:4], torch.full((4, 2), 10.0)
     log_prob = policy.log_prob(states, far)
     assert torch.isfinite(log_prob).all() and log_prob.max() < -1000
     log_prob.sum().backward()
     assert policy.components.net[-1].bias.grad.abs().sum() > 0
 
 
-def test_components_have_tanh_means_and_a_log_std_squashed_twice_into_minus_4_40_minus_0_60(buffer):
-    policy = tiny_agent(buffer).policy
+def test_components_have_tanh_means_and_a_log_std_squashed_twice_into_minus_4_40_minus_0_60(toy_buffer):
+    policy = tiny_agent(toy_buffer).policy
     outputs = torch.tensor([[1e3, -1e3, 1e3, -1e3], [0.3, -0.2, 0.0, 0.0]])
     mean, std = policy.component_distribution(outputs)
     assert mean[0].tolist() == pytest.approx([1.0, -1.0])
@@ -77,9 +72,9 @@ def test_components_have_tanh_means_and_a_log_std_squashed_twice_into_minus_4_40
     assert std[1].log().tolist() == pytest.approx([-2.5, -2.5], rel=1e-6)
 
 
-def test_acting_and_sampling_use_the_component_with_the_largest_mixture_weight(buffer):
-    policy = tiny_agent(buffer).policy
-    states = buffer.observations[:40]
+def test_acting_and_sampling_use_the_component_with_the_largest_mixture_weight(toy_buffer):
+    policy = tiny_agent(toy_buffer).policy
+    states = toy_buffer.observations[:40]
     with torch.no_grad():
         torch.manual_seed(1)
         policy.gating[-1].weight.normal_(0.0, 5.0)  # a gating whose favourite component changes with the state
@@ -95,22 +90,22 @@ def test_acting_and_sampling_use_the_component_with_the_largest_mixture_weight(b
     assert torch.allclose(sample, means + stds * torch.randn(40, 2), atol=1e-6)
 
 
-def test_critic_target_and_policy_loss_by_hand(buffer):
+def test_critic_target_and_policy_loss_by_hand(toy_buffer):
     """y = r + gamma (1 - d) min(Q1', Q2')(s', a'), a' from the target policy; the policy loss is
     -mean W log pi(a | s) with A = min Q'(s, a) - min Q'(s, a~) and W = exp(10 (A - max A) / (max A - min A))."""
-    agent = tiny_agent(buffer)
+    agent = tiny_agent(toy_buffer)
     rows = torch.arange(25)
-    states, actions = buffer.observations[rows], buffer.actions[rows]
-    next_states = buffer.next_observations[rows]
+    states, actions = toy_buffer.observations[rows], toy_buffer.actions[rows]
+    next_states = toy_buffer.next_observations[rows]
     torch.manual_seed(6)
-    target = agent.critic_target_value(buffer, rows)
+    target = agent.critic_target_value(toy_buffer, rows)
     torch.manual_seed(6)
     with torch.no_grad():
         next_q = torch.minimum(*agent.critic_target(next_states, agent.policy_target.sample(next_states)))
-    assert torch.allclose(target, buffer.rewards[rows] + 0.9 * (1 - buffer.terminals[rows]) * next_q, atol=1e-6)
+    assert torch.allclose(target, toy_buffer.rewards[rows] + 0.9 * (1 - toy_buffer.terminals[rows]) * next_q, atol=1e-6)
 
     torch.manual_seed(8)
-    loss, metrics = agent.policy_loss(buffer, rows)
+    loss, metrics = agent.policy_loss(toy_buffer, rows)
     torch.manual_seed(8)
     with torch.no_grad():
         q = torch.minimum(*agent.critic_target(states, actions))
@@ -125,13 +120,13 @@ def test_mixawac_acts_on_the_rewarded_mode_of_the_toy_task():
     """The mixture keeps the modes apart and the advantage weights make the rewarded mode's component the most
     probable, so the action is on that mode. Over four seeds after 1,000 steps: within 0.12 of mode 0."""
     data = load_dataset("toy-multimodal", toy_size=2000, seed=2)
-    buffer = Buffer(data, CPU, normalise=True)
+    toy_buffer = Buffer(data, CPU, normalise=True)
     torch.manual_seed(2)
     agent = MixAWAC(1, 2, MixAWACSettings(hidden=64, batch_size=128, policy_lr=1e-3, critic_lr=1e-3), 0.99)
     for step in range(1, 1001):
-        agent.update(buffer, step)
+        agent.update(toy_buffer, step)
     raw_probe = np.linspace(-0.9, 0.9, 7)
-    actions = agent.act(buffer.normaliser(torch.tensor(raw_probe[:, None], dtype=torch.float32)))
+    actions = agent.act(toy_buffer.normaliser(torch.tensor(raw_probe[:, None], dtype=torch.float32)))
     rewarded = torch.tensor(mode_centres(raw_probe)[:, 0], dtype=torch.float32)
     assert (actions - rewarded).norm(dim=-1).max() < 0.15
 

@@ -17,11 +17,6 @@ CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def buffer(toy_dataset) -> Buffer:
-    return Buffer(toy_dataset, CPU, normalise=True)
-
-
 def tiny_agent(buffer: Buffer, **settings) -> WCGAN:
     torch.manual_seed(0)
     return WCGAN(buffer.obs_dim, buffer.act_dim, WCGANSettings(hidden=8, value_hidden=8, noise_dim=4, **settings),
@@ -37,15 +32,15 @@ def test_discriminator_is_a_probability_clipped_away_from_zero_and_one():
         assert discriminator(torch.zeros(2, 1), torch.zeros(2, 1)).tolist() == pytest.approx([1e-4] * 2)
 
 
-def test_discriminator_loss_weights_the_data_term_and_scales_the_generated_term_by_the_mean_weight(buffer):
-    agent = tiny_agent(buffer)
+def test_discriminator_loss_weights_the_data_term_and_scales_the_generated_term_by_the_mean_weight(toy_buffer):
+    agent = tiny_agent(toy_buffer)
     rows = torch.arange(30)
-    states, actions = buffer.observations[rows], buffer.actions[rows]
+    states, actions = toy_buffer.observations[rows], toy_buffer.actions[rows]
     torch.manual_seed(4)
-    loss, metrics = agent.discriminator_loss(buffer, rows)
+    loss, metrics = agent.discriminator_loss(toy_buffer, rows)
     torch.manual_seed(4)
     with torch.no_grad():
-        weight = agent.advantage_weight(agent.behaviour_advantage(buffer, rows))
+        weight = agent.advantage_weight(agent.behaviour_advantage(toy_buffer, rows))
         fake = agent.generator(states, torch.randn(30, 4))
         d_real, d_fake = agent.discriminator(states, actions), agent.discriminator(states, fake)
         expected = -(weight * d_real.log()).mean() - weight.mean() * (1 - d_fake).log().mean()
@@ -55,12 +50,12 @@ def test_discriminator_loss_weights_the_data_term_and_scales_the_generated_term_
     assert all(p.grad is None for p in agent.generator.parameters())
 
 
-def test_generator_loss_is_the_mean_log_of_one_minus_d_through_a_frozen_discriminator(buffer):
-    agent = tiny_agent(buffer)
+def test_generator_loss_is_the_mean_log_of_one_minus_d_through_a_frozen_discriminator(toy_buffer):
+    agent = tiny_agent(toy_buffer)
     rows = torch.arange(30)
-    states = buffer.observations[rows]
+    states = toy_buffer.observations[rows]
     torch.manual_seed(5)
-    loss = agent.generator_loss(buffer, rows)
+    loss = agent.generator_loss(toy_buffer, rows)
     torch.manual_seed(5)
     with torch.no_grad():
         expected = (1 - agent.discriminator(states, agent.generator(states, torch.randn(30, 4)))).log().mean()
@@ -70,11 +65,11 @@ def test_generator_loss_is_the_mean_log_of_one_minus_d_through_a_frozen_discrimi
     assert all(p.grad is not None for p in agent.generator.parameters())
 
 
-def test_acts_with_the_generator_at_zero_noise_in_eval_mode_and_leaves_it_training(buffer):
-    agent = tiny_agent(buffer, batch_size=64)
+def test_acts_with_the_generator_at_zero_noise_in_eval_mode_and_leaves_it_training(toy_buffer):
+    agent = tiny_agent(toy_buffer, batch_size=64)
     for step in range(1, 4):  # running statistics that differ from a batch's own
-        agent.update(buffer, step)
-    states = buffer.observations[:10]
+        agent.update(toy_buffer, step)
+    states = toy_buffer.observations[:10]
     agent.generator.eval()
     with torch.no_grad():
         expected = agent.generator(states, torch.zeros(10, 4))
@@ -91,17 +86,17 @@ def test_wcgan_acts_on_the_rewarded_mode_of_the_toy_task():
     mode, not between the modes. Faster learning rates for a short run; over three seeds after 1,200 steps:
     0.094-0.110 from the mode's centre (the rewarded disk's radius is 0.25)."""
     data = load_dataset("toy-multimodal", toy_size=2000, seed=2)
-    buffer = Buffer(data, CPU, normalise=True)
+    toy_buffer = Buffer(data, CPU, normalise=True)
     torch.manual_seed(2)
     agent = WCGAN(1, 2, WCGANSettings(hidden=64, value_hidden=64, batch_size=256, generator_lr=1e-3,
                                       discriminator_lr=1e-3), 0.99)
     for step in range(1, 1201):
-        agent.update(buffer, step)
+        agent.update(toy_buffer, step)
     raw_probe = np.linspace(-0.9, 0.9, 7)
-    actions = agent.act(buffer.normaliser(torch.tensor(raw_probe[:, None], dtype=torch.float32)))
+    actions = agent.act(toy_buffer.normaliser(torch.tensor(raw_probe[:, None], dtype=torch.float32)))
     rewarded = torch.tensor(mode_centres(raw_probe)[:, 0], dtype=torch.float32)
     assert (actions - rewarded).norm(dim=-1).max() < 0.2
-    assert (actions - buffer.actions.mean(dim=0)).norm(dim=-1).min() > 0.4
+    assert (actions - toy_buffer.actions.mean(dim=0)).norm(dim=-1).min() > 0.4
 
 
 def test_flags_parse_with_goplans_defaults():

@@ -19,11 +19,6 @@ CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def buffer(toy_dataset) -> Buffer:
-    return Buffer(toy_dataset, CPU, normalise=True)
-
-
 def tiny_agent(buffer: Buffer, **settings) -> WCVAE:
     """8-wide networks, with a target V that differs from the online one."""
     torch.manual_seed(0)
@@ -46,42 +41,40 @@ def chained() -> Buffer:
 
 
 def test_value_loss_regresses_v_on_r_plus_gamma_v_target_of_the_next_state(chained):
-    buffer = chained
-    agent = tiny_agent(buffer)
+    agent = tiny_agent(chained)
     rows = torch.arange(40)
-    assert buffer.terminals[rows].sum() == 4
+    assert chained.terminals[rows].sum() == 4
     with torch.no_grad():
-        target = buffer.rewards[rows] + 0.9 * (1 - buffer.terminals[rows]) * agent.value_target(
-            buffer.next_observations[rows])
-        expected = (agent.value(buffer.observations[rows]) - target).square().mean()
-    assert agent.value_loss(buffer, rows).item() == pytest.approx(expected.item(), rel=1e-6)
+        target = chained.rewards[rows] + 0.9 * (1 - chained.terminals[rows]) * agent.value_target(
+            chained.next_observations[rows])
+        expected = (agent.value(chained.observations[rows]) - target).square().mean()
+    assert agent.value_loss(chained, rows).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_advantage_is_the_one_step_td_error_of_the_online_value(chained):
-    buffer = chained
-    agent = tiny_agent(buffer)
+    agent = tiny_agent(chained)
     rows = torch.arange(40)
     with torch.no_grad():
-        expected = (buffer.rewards[rows] + 0.9 * (1 - buffer.terminals[rows]) * agent.value(
-            buffer.next_observations[rows]) - agent.value(buffer.observations[rows]))
-    assert torch.allclose(agent.behaviour_advantage(buffer, rows), expected, atol=1e-6)
+        expected = (chained.rewards[rows] + 0.9 * (1 - chained.terminals[rows]) * agent.value(
+            chained.next_observations[rows]) - agent.value(chained.observations[rows]))
+    assert torch.allclose(agent.behaviour_advantage(chained, rows), expected, atol=1e-6)
 
 
-def test_weight_is_exp_of_advantage_over_beta_clipped_at_c(buffer):
-    agent = tiny_agent(buffer, beta=0.5, C=10.0)
+def test_weight_is_exp_of_advantage_over_beta_clipped_at_c(toy_buffer):
+    agent = tiny_agent(toy_buffer, beta=0.5, C=10.0)
     weights = agent.advantage_weight(torch.tensor([-1.0, 0.0, 0.5, 2.0]))
     assert weights.tolist() == pytest.approx([math.exp(-2.0), 1.0, math.e, 10.0], rel=1e-6)
 
 
-def test_cvae_loss_is_the_weighted_squared_error_plus_kl_of_eq_40(buffer):
-    agent = tiny_agent(buffer, kl_weight=0.7)
+def test_cvae_loss_is_the_weighted_squared_error_plus_kl_of_eq_40(toy_buffer):
+    agent = tiny_agent(toy_buffer, kl_weight=0.7)
     rows = torch.arange(40)
-    states, actions = buffer.observations[rows], buffer.actions[rows]
+    states, actions = toy_buffer.observations[rows], toy_buffer.actions[rows]
     torch.manual_seed(3)
-    loss, metrics = agent.cvae_loss(buffer, rows)
+    loss, metrics = agent.cvae_loss(toy_buffer, rows)
     torch.manual_seed(3)
     with torch.no_grad():
-        weight = agent.advantage_weight(agent.behaviour_advantage(buffer, rows))
+        weight = agent.advantage_weight(agent.behaviour_advantage(toy_buffer, rows))
         mean, log_var = agent.cvae.encoder(states, actions)
         latents = mean + torch.exp(0.5 * log_var) * torch.randn(40, agent.cvae.latent_dim)
         decoded = torch.tanh(agent.cvae.decoder.net(torch.cat([states, latents], dim=-1)))
@@ -90,24 +83,24 @@ def test_cvae_loss_is_the_weighted_squared_error_plus_kl_of_eq_40(buffer):
         expected = (weight * (squared_error + 0.7 * kl)).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert metrics["weight"].item() == pytest.approx(weight.mean().item(), rel=1e-6)
-    assert agent.cvae.latent_dim == 2 * buffer.act_dim  # the default: twice the action dimension
+    assert agent.cvae.latent_dim == 2 * toy_buffer.act_dim  # the default: twice the action dimension
 
 
-def test_acts_with_the_decoder_at_the_prior_mode(buffer):
-    agent = tiny_agent(buffer)
-    states = buffer.observations[:10]
+def test_acts_with_the_decoder_at_the_prior_mode(toy_buffer):
+    agent = tiny_agent(toy_buffer)
+    states = toy_buffer.observations[:10]
     with torch.no_grad():
         expected = torch.tanh(agent.cvae.decoder.net(torch.cat([states, torch.zeros(10, 4)], dim=-1)))
     assert torch.allclose(agent.act(states), expected, atol=1e-6)
     assert agent.act(states).abs().max() <= 1.0
 
 
-def test_the_value_target_moves_every_second_step_and_the_cvae_every_step(buffer):
-    agent = tiny_agent(buffer, batch_size=32)
+def test_the_value_target_moves_every_second_step_and_the_cvae_every_step(toy_buffer):
+    agent = tiny_agent(toy_buffer, batch_size=32)
     for step, target_moves in [(1, False), (2, True)]:
         target_before = [p.clone() for p in agent.value_target.parameters()]
         cvae_before = [p.clone() for p in agent.cvae.parameters()]
-        agent.update(buffer, step)
+        agent.update(toy_buffer, step)
         assert any(not torch.equal(a, b) for a, b in zip(cvae_before, agent.cvae.parameters()))
         moved = any(not torch.equal(a, b) for a, b in zip(target_before, agent.value_target.parameters()))
         assert moved == target_moves
@@ -119,16 +112,16 @@ def test_wcvae_acts_inside_the_rewarded_mode_of_the_toy_task():
     mean action near the origin. Over three seeds after 500 steps: 0.116-0.125 from the mode's centre, pulled a
     little toward the half-paying mode, whose rows keep a weight."""
     data = load_dataset("toy-multimodal", toy_size=2000, seed=1)
-    buffer = Buffer(data, CPU, normalise=True)
+    toy_buffer = Buffer(data, CPU, normalise=True)
     torch.manual_seed(1)
     agent = WCVAE(1, 2, WCVAESettings(hidden=64, value_hidden=64, batch_size=256), 0.99)
     for step in range(1, 501):
-        agent.update(buffer, step)
+        agent.update(toy_buffer, step)
     raw_probe = np.linspace(-0.9, 0.9, 7)
-    actions = agent.act(buffer.normaliser(torch.tensor(raw_probe[:, None], dtype=torch.float32)))
+    actions = agent.act(toy_buffer.normaliser(torch.tensor(raw_probe[:, None], dtype=torch.float32)))
     rewarded = torch.tensor(mode_centres(raw_probe)[:, 0], dtype=torch.float32)
     assert (actions - rewarded).norm(dim=-1).max() < 0.2
-    assert (actions - buffer.actions.mean(dim=0)).norm(dim=-1).min() > 0.4
+    assert (actions - toy_buffer.actions.mean(dim=0)).norm(dim=-1).min() > 0.4
 
 
 def test_flags_parse_with_the_chosen_defaults():
