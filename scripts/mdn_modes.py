@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.base import adam, optimise
 from agents.lom import LOMSettings
+from agents.mdn import MDN, MDNSettings
 from datagen import fetch
 from datasources import generated
 from envs.fetch_fourgoal import GOAL_RADIUS, FetchFourGoalEnv, TASKS
@@ -56,14 +56,14 @@ def branch_states(name: str, observations: np.ndarray, branch_ids: np.ndarray, g
 
 
 def train_mdn(buffer: Buffer, num_mixtures: int, init: str, steps: int) -> MixtureDensityNetwork:
-    """LOM's behaviour MDN, trained `steps` steps with LOM's defaults (Eq. 15)."""
+    """LOM's behaviour MDN, trained `steps` steps (Eq. 15) by the MDN agent with LOM's pretraining settings."""
     lom = LOMSettings()
-    mdn = MixtureDensityNetwork(buffer.obs_dim, buffer.act_dim, num_mixtures, (lom.mdn_hidden,) * 2, init)
-    optimiser = adam(mdn.parameters(), lom.gmm_lr)
-    for _ in range(steps):
-        rows = buffer.sample_indices(lom.gmm_batch_size)
-        optimise(optimiser, mdn.nll(buffer.observations[rows], buffer.actions[rows]))
-    return mdn
+    settings = MDNSettings(num_mixtures=num_mixtures, batch_size=lom.gmm_batch_size, policy_lr=lom.gmm_lr,
+                           mdn_hidden=lom.mdn_hidden, mdn_init=init)
+    agent = MDN(buffer.obs_dim, buffer.act_dim, settings, discount=1.0)
+    for step in range(1, steps + 1):
+        agent.update(buffer, step)
+    return agent.mdn
 
 
 def measure(name: str, layout: str, starts: int, seed: int, data_dir: str | None, mixtures: list[int],
@@ -75,11 +75,11 @@ def measure(name: str, layout: str, starts: int, seed: int, data_dir: str | None
     goals = env.goals
     env.close()
     rows = branch_states(name, dataset.observations, branch_ids, goals, states, np.random.default_rng(seed))
+    buffer = Buffer(dataset, torch.device("cpu"), normalise=True, seed=seed)
     results = []
     for num_mixtures in mixtures:
         for init in inits:
             torch.manual_seed(seed)
-            buffer = Buffer(dataset, torch.device("cpu"), normalise=True, seed=seed)
             mdn = train_mdn(buffer, num_mixtures, init, steps)
             with torch.no_grad():
                 quadrants = separated_quadrants(mdn(buffer.observations[torch.as_tensor(rows)]))

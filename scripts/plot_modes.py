@@ -79,11 +79,10 @@ def agent_panel(name: str, agent, state: torch.Tensor) -> dict:
         mixture = agent.behaviour_mdn(state)
         chosen = int(agent.select_mode(state)[0])
         mean, std = mixture.means[0, chosen], mixture.stds[0, chosen]
-        selected = (mean + std * torch.randn(SAMPLES, len(mean))).clamp(-1.0, 1.0)
-        panel |= {"num_mixtures": mixture.means.shape[1], "weights": torch.softmax(mixture.logits[0], -1).tolist(),
-                  "means": mixture.means[0, :, :2].tolist(), "stds": mixture.stds[0, :, :2].tolist(),
-                  "hyper_q": agent.hyper_q(state)[0].tolist(), "selected_component": chosen,
-                  "samples": selected[:, :2].tolist()}
+        selected = (mean + std * torch.randn(SAMPLES, len(mean))).clamp(-1.0, 1.0)  # the actions LOM imitates
+        panel |= mixture_numbers(mixture) | {"num_mixtures": mixture.means.shape[1], "selected_component": chosen,
+                                             "hyper_q": agent.hyper_q(state)[0].tolist(),
+                                             "samples": selected[:, :2].tolist()}
     return panel
 
 
