@@ -97,7 +97,8 @@ def train_in(run_dir: Path, config: Config, dataset, device, evaluator, buffer, 
     tqdm.write(f"settings from {', '.join(config.files) or 'flags and defaults only'}")
     try:
         logger = RunLogger(run_dir, config.to_dict() | {"config_files": list(config.files), "dataset": dataset.name,
-                                                        "dataset_source": dataset.source, "device": str(device)},
+                                                        "dataset_source": dataset.source, "device": str(device)}
+                           | ({"dataset_parts": dataset.parts} if dataset.parts else {}),
                            wandb_options(config, dataset), checkpoint and checkpoint["logger"])
     except BaseException:
         evaluator.close()

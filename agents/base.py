@@ -6,6 +6,7 @@ tests/test_agent_contract.py checks every agent in the registry against what thi
 """
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -30,6 +31,10 @@ class AgentSettings:
     """Hyperparameters of an agent; each field becomes a command-line flag. Name batch sizes `*batch_size`,
     layer widths `*hidden` and pretraining step caps `*_steps`: the dataset-size check and the contract
     tests find them by those suffixes."""
+
+    # True for agents that learn from an action set and a reward set (utils/buffer.py's reward_set): MAHALO
+    # and its baselines. They run only with a --scenario, and the others only without.
+    learns_from_two_datasets: ClassVar[bool] = False
 
     def check(self, run) -> None:
         """Raise UserInputError for settings that cannot work with these run settings (`RunSettings`), before

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.d4rl_tasks import LOCAL_SCORE_SOURCE, local_score_reference
+from utils.d4rl_tasks import LOCAL_SCORE_SOURCE, LOCAL_VERSION, local_score_reference
 from utils.dataset import ScoreReference
 from utils.files import generated_data_dir
 from utils.errors import UserInputError
@@ -34,7 +34,6 @@ from utils.files import written_atomically
 
 ENV_NAMES = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d"}
 VERSIONS = ("v4", "v5")
-LOCAL_VERSION = "v0"  # dataset names: local/<env>-<quality>-v0
 EVAL_SEED_OFFSET = 1_000_000  # evaluation and rollout episodes never share a seed with training episodes
 
 

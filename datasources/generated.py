@@ -15,7 +15,7 @@ import envs
 from datagen import fetch, toy
 from datasources.hdf5 import HDF5_OPTIONAL_KEYS, HDF5_REQUIRED_KEYS, read_hdf5
 from envs import toy_multimodal
-from utils.d4rl_tasks import local_score_reference
+from utils.d4rl_tasks import LOCAL_VERSION, local_score_reference
 from utils.dataset import Dataset, ScoreReference, transitions_from_arrays
 from utils.errors import UserInputError
 from utils.files import generated_data_dir, written_atomically

@@ -21,7 +21,9 @@ def load_data(config: Config) -> Dataset:
                         d4rl_dir=run.d4rl_dir or None, dataset_url=run.dataset_url or None,
                         toy_size=run.toy_size, fetch_starts=run.fetch_starts, fetch_data=run.fetch_data,
                         data_dir=run.data_dir or None,
-                        seed=run.seed, ref_min_score=run.ref_min_score, ref_max_score=run.ref_max_score)
+                        seed=run.seed, ref_min_score=run.ref_min_score, ref_max_score=run.ref_max_score,
+                        scenario=run.scenario, reward_set_ratio=run.reward_set_ratio,
+                        remove_terminals=run.remove_terminals)
 
 
 def make_buffer(config: Config, dataset: Dataset, device: torch.device) -> Buffer:

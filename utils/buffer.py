@@ -41,15 +41,19 @@ class Buffer:
     `observations`, `next_observations` are normalised; actions stay in [-1, 1]; rewards are unscaled.
     Rows whose SARSA target is undefined (an episode cut by a timeout or by the end of the data) are
     kept for imitation but never drawn by `sample_td_indices`.
+
+    A dataset with a reward set (two datasets, as MAHALO learns from) gives `reward_set`, a Buffer of those
+    rows scaled by this one's normaliser, and `reward_range`; for any other dataset both are None.
     """
 
     def __init__(self, dataset: Dataset, device: torch.device, normalise: bool, scaler_noise: float = 0.0,
-                 seed: int = 0):
+                 seed: int = 0, normaliser: StateNormaliser | None = None):
         self.device = device
         self.size = len(dataset.observations)
         self.obs_dim = dataset.observations.shape[1]
         self.act_dim = dataset.actions.shape[1]
-        self.normaliser = StateNormaliser.fit(dataset.observations, normalise, device, scaler_noise, seed)
+        self.normaliser = normaliser or StateNormaliser.fit(dataset.observations, normalise, device, scaler_noise,
+                                                            seed)
 
         def on_device(array: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.asarray(array, dtype=np.float32), device=device)
@@ -62,6 +66,9 @@ class Buffer:
         self.terminals = on_device(dataset.terminals)
         self.td_rows = torch.as_tensor(np.flatnonzero(dataset.has_td_target), device=device)
         self.episode_ends = torch.as_tensor(dataset.episode_ends, device=device)
+        self.reward_set = None if dataset.reward_set is None else Buffer(dataset.reward_set, device, normalise,
+                                                                          normaliser=self.normaliser)
+        self.reward_range = dataset.reward_range
 
     def episode_returns(self) -> torch.Tensor:
         """The undiscounted return of every episode, summed in float64 (episodes end at a terminal, a timeout

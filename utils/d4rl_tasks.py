@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from utils.dataset import ScoreReference
 
+LOCAL_VERSION = "v0"  # locally collected sets are named local/<env>-<quality>-v0
 LOCAL_SCORE_SOURCE = "D4RL reference returns"  # locally collected sets are scored with D4RL's constants, labelled so
 
 

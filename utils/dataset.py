@@ -8,7 +8,7 @@ in it. Nothing here imports torch: the buffer moves the arrays to the training d
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
@@ -57,6 +57,11 @@ class Dataset:
     eval_env_kwargs: dict
     score: ScoreReference | None  # None: only raw returns can be reported
     source: str
+    # Learning from two datasets (datasources/scenarios.py): this one holds the actions, `reward_set` the
+    # rewards. In scenarios without the reward set's actions, its `actions` have no columns: (N, 0).
+    reward_set: Dataset | None = None
+    reward_range: tuple[float, float] | None = None  # [r_min, r_max] the reward model is clipped to
+    parts: dict = field(default_factory=dict)  # rows of each part, as assembled (recorded in config.json)
 
     @property
     def size(self) -> int:

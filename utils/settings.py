@@ -52,6 +52,14 @@ class RunSettings:
                               "(four labels at the start states only)", choices=("branching", "start_only"), group=DATA)
     data_dir: str = setting("", "folder for the datasets this project generates (default: $LOM_DATA_DIR, "
                             "else ~/.cache/lom/datasets)", group=DATA)
+    scenario: str = setting("none", "split the data into an action set and a reward set, for the agents that learn "
+                            "from two (mahalo and its baselines): il, ilfo, rl_expert, rlfo (reward set from the "
+                            "expert set of an -all- dataset) or rl_sample (from the data itself); none: one dataset",
+                            choices=("none", "il", "ilfo", "rl_expert", "rlfo", "rl_sample"), group=DATA)
+    reward_set_ratio: float = setting(0.01, "size of the reward set as a fraction of the rows it is drawn from "
+                                      "(whole trajectories)", above=0, at_most=1, group=DATA)
+    remove_terminals: bool = setting(True, "1: the action set has no terminals (each terminal row is dropped and "
+                                     "its trajectory ends in a timeout), as MAHALO's runs do", group=DATA)
     normalise: bool = setting(True, "1: z-score states with the dataset's mean and std; 0: raw states", group=DATA)
     scaler_noise: float = setting(0.0, "std of N(0, 1) noise added to the states before the state scaler is "
                                   "fitted (the authors' code: 0.05); 0: the data's own std + 1e-3",
@@ -187,7 +195,19 @@ def validate(config: Config) -> None:
         raise UserInputError(f"--eval_every ({run.eval_every}) is larger than --training_steps "
                              f"({run.training_steps}): no evaluation would run; lower --eval_every")
     user_score_reference(run.ref_min_score, run.ref_max_score)  # raises on half a pair, before any data loads
+    check_scenario(run, config.agent)
     config.agent.check(run)
+
+
+def check_scenario(run: RunSettings, agent_settings) -> None:
+    """Agents that learn from two datasets need a scenario to make them; the others train on one."""
+    two = getattr(agent_settings, "learns_from_two_datasets", False)
+    if run.scenario != "none" and not two:
+        raise UserInputError(f"--scenario {run.scenario} makes two datasets, but --agent {run.agent} learns from "
+                             "one; use --scenario none, or an agent that learns from two (mahalo and its baselines)")
+    if run.scenario == "none" and two:
+        raise UserInputError(f"--agent {run.agent} learns from an action set and a reward set: choose --scenario "
+                             "il, ilfo, rl_expert, rlfo or rl_sample")
 
 
 def check_against_dataset(config: Config, size: int) -> None:
