@@ -49,6 +49,7 @@ import torch
 from agents import AGENTS
 from agents.base import Agent, optimise
 from agents.lom import LOM, LOMSettings
+from datasources import scenarios
 from utils.buffer import Buffer
 from utils.d4rl_tasks import D4RL_TASKS
 from utils.dataset import Dataset, transitions_from_arrays
@@ -95,12 +96,13 @@ PRESETS = {
 
 # ---- set-up ----------------------------------------------------------------------------------------
 def synthetic_dataset(name: str, preset: Preset) -> Dataset:
-    """Random transitions of the preset's shape, in 1000-step episodes that end in timeouts."""
+    """Random transitions of the preset's shape, in 1000-step episodes that end in timeouts, with a reward set of
+    1 % of them (MAHALO's rl_sample scenario) for the agents that learn from two datasets."""
     rng = np.random.default_rng(SEED)
     n = preset.size
     timeouts = np.arange(n) % EPISODE_LENGTH == EPISODE_LENGTH - 1
     task = D4RL_TASKS[preset.env]
-    return transitions_from_arrays(
+    dataset = transitions_from_arrays(
         name,
         observations=rng.standard_normal((n, preset.obs_dim), dtype=np.float32),
         actions=2.0 * rng.random((n, preset.act_dim), dtype=np.float32) - 1.0,
@@ -112,6 +114,8 @@ def synthetic_dataset(name: str, preset: Preset) -> Dataset:
         score=task.score,
         source=f"synthetic {name}",
     )
+    return scenarios.two_datasets(name, {name: dataset}, None, "rl_sample", reward_set_ratio=0.01, seed=SEED,
+                                  remove_terminals=True)
 
 
 def make_agent(name: str, preset: Preset, overrides: dict, buffer: Buffer, device: torch.device) -> Agent:

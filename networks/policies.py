@@ -90,15 +90,31 @@ class FixedStdGaussianPolicy(nn.Module):
         return (mean + std * torch.randn_like(mean)).clamp(-1.0, 1.0)
 
 
+def tanh_gaussian_log_prob(u: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """log-density of a = tanh(u), u ~ N(mean, std): log N(u) - sum log(1 - tanh(u)^2), summed over the last
+    dimension; log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|."""
+    log_jacobian = (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+    return gaussian_log_prob(u, mean, std) - log_jacobian
+
+
 class TanhGaussianPolicy(nn.Module):
     """a = tanh(u), u ~ N(mu(s), sigma(s)), the SAC policy; log-probabilities include the tanh Jacobian.
-    The log-std is clamped to `log_std_range` (SAC's [-20, 2] by default). Acts with tanh(mu(s))."""
+    The log-std is clamped to `log_std_range` (SAC's [-20, 2] by default). Acts with tanh(mu(s)).
+    `zero_log_std_init`: the last layer's log-std rows start at weight 0 and bias 0 (sigma = 1 everywhere at
+    the start), as lightATAC's policy (MAHALO, ATAC) starts."""
+
+    # Dataset actions are pulled this far inside (-1, 1) before atanh, where it is finite.
+    ACTION_MARGIN = 1e-6
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
-                 log_std_range: tuple[float, float] = (-20.0, 2.0)):
+                 log_std_range: tuple[float, float] = (-20.0, 2.0), zero_log_std_init: bool = False):
         super().__init__()
         self.act_dim, self.log_std_range = act_dim, log_std_range
         self.net = mlp(obs_dim, hidden, 2 * act_dim)
+        if zero_log_std_init:
+            with torch.no_grad():
+                self.net[-1].weight[act_dim:].zero_()
+                self.net[-1].bias[act_dim:].zero_()
 
     def forward(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of u, each (..., A)."""
@@ -111,9 +127,12 @@ class TanhGaussianPolicy(nn.Module):
         mean, std = self(states)
         shape = mean.shape if num_samples is None else (num_samples, *mean.shape)
         u = mean + std * torch.randn(shape, device=mean.device, dtype=mean.dtype)
-        # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)), stable for large |u|.
-        log_jacobian = (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
-        return torch.tanh(u), gaussian_log_prob(u, mean, std) - log_jacobian
+        return torch.tanh(u), tanh_gaussian_log_prob(u, mean, std)
+
+    def log_prob(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log pi(a | s) of given actions, via u = atanh(a) with a clipped to +-(1 - ACTION_MARGIN): (B,)."""
+        bound = 1.0 - self.ACTION_MARGIN
+        return tanh_gaussian_log_prob(torch.atanh(actions.clamp(-bound, bound)), *self(states))
 
     def act(self, states: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self(states)[0])

@@ -1,4 +1,4 @@
-"""A grid of train.py runs, datasets x agents x seeds with per-agent settings, run here or on SLURM.
+"""A grid of train.py runs, datasets x agents x seeds (x scenarios) with per-agent settings, run here or on SLURM.
 
     python -m scripts.sweep --datasets toy-multimodal --agents lom,bc --seeds 0,1 --root runs/toy --dry_run
     python -m scripts.sweep --file configs/sweeps/quick_cpu.yaml --launcher local --jobs 2
@@ -22,16 +22,18 @@ from pathlib import Path
 
 from agents import AGENTS
 from datasources import is_known_name, unknown_name_message
+from datasources.scenarios import NO_SCENARIO, SCENARIOS
 from trainer.config import NOT_COMPARED, RUN_NAMES, FlagParser, chosen_agent, parse_config, read_yaml
 from trainer.loop import StopRequests
 from utils.errors import UserInputError
 from utils.settings import RunSettings, coerce
 
 REPO = Path(__file__).resolve().parent.parent
-SWEEP_OWNED = ("env_name", "agent", "seed", "run_dir", "resume")  # the grid sets these for each run itself
-LIST_KEYS = ("datasets", "agents", "seeds")
+SWEEP_OWNED = ("env_name", "agent", "seed", "scenario", "run_dir", "resume")  # the grid sets these for each run
+LIST_KEYS = ("datasets", "agents", "seeds")  # required; `scenarios` is an optional fourth axis
+SCENARIO_CHOICES = (NO_SCENARIO, *SCENARIOS)
 SLURM_KEYS = ("partition", "time", "gpus", "cpus", "mem", "array_parallelism", "runs_per_job", "sbatch")
-FILE_KEYS = (*LIST_KEYS, "set", "root", "launcher", "jobs", "max_runs", *SLURM_KEYS)
+FILE_KEYS = (*LIST_KEYS, "scenarios", "set", "root", "launcher", "jobs", "max_runs", *SLURM_KEYS)
 DEFAULTS = {"jobs": 1, "max_runs": 1000, "time": 1440, "gpus": 1, "array_parallelism": 256, "runs_per_job": 1}
 STOPPED_BY_SIGNAL = (128 + signal.SIGTERM, 128 + signal.SIGINT)  # train.py's exit status when signalled
 POLL_S = 0.2  # how often the local launcher looks for runs that ended
@@ -63,6 +65,7 @@ class Sweep:
     datasets: list[str]
     agents: list[str]
     seeds: list[int]
+    scenarios: list[str]  # ["none"] unless the sweep splits the data (MAHALO's scenarios)
     overrides: list[Override]
     root: Path
     launcher: str | None
@@ -97,6 +100,8 @@ def build_parser() -> SweepParser:
     parser.add_argument("--datasets", help="comma-separated dataset names")
     parser.add_argument("--agents", help=f"comma-separated agents ({', '.join(AGENTS)})")
     parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    parser.add_argument("--scenarios", help=f"comma-separated --scenario values ({', '.join(SCENARIO_CHOICES)}), "
+                        "an axis of the grid for the agents that learn from two datasets (default: none)")
     parser.add_argument("--set", action="append", metavar="[AGENT:]KEY=VALUE",
                         help="a setting for every agent that has it (a run setting: for all), or with AGENT: for "
                              "that agent only; repeatable")
@@ -128,6 +133,7 @@ def read_sweep(argv: list[str] | None) -> Sweep:
     sbatch = {**file_pairs(in_file.get("sbatch"), f"{args.file}: sbatch"), **flag_pairs(args.sbatch or [], "--sbatch")}
     return Sweep(datasets=checked_datasets(values["datasets"], sources["datasets"]), agents=agents,
                  seeds=checked_seeds(values["seeds"], sources["seeds"]),
+                 scenarios=checked_scenarios(values.get("scenarios", "none"), sources.get("scenarios", "--scenarios")),
                  overrides=checked_overrides(overrides, agents), root=checked_root(values["root"], sources["root"]),
                  launcher=checked_launcher(values.get("launcher"), sources.get("launcher"), args.dry_run),
                  jobs=whole_number(values["jobs"], sources["jobs"], 1),
@@ -203,6 +209,14 @@ def checked_seeds(value, source: str) -> list[int]:
     if bad:
         raise UserInputError(f"{source}: {bad[0]!r} is not a seed (a whole number, 0 or more)")
     return unique([int(text) for text in texts], source)
+
+
+def checked_scenarios(value, source: str) -> list[str]:
+    names = unique(entries(value, source), source)
+    bad = [name for name in names if name not in SCENARIO_CHOICES]
+    if bad:
+        raise UserInputError(f"{source}: {bad[0]!r} is not a scenario; choose from {', '.join(SCENARIO_CHOICES)}")
+    return names
 
 
 def checked_root(value, source: str) -> Path:
@@ -303,7 +317,7 @@ def checked_overrides(overrides: list[Override], agents: list[str]) -> list[Over
     for override in overrides:
         if override.key in SWEEP_OWNED:
             raise UserInputError(f"{override.source}: {override.key} is set by the sweep itself, from --datasets, "
-                                 "--agents, --seeds and the run directory")
+                                 "--agents, --seeds, --scenarios and the run directory")
         if override.agent is not None and override.key not in setting_names(override.agent):
             raise UserInputError(f"{override.source}: {override.key!r} is not a setting of the run or of agent "
                                  f"{override.agent}; see python train.py --agent {override.agent} --help")
@@ -343,13 +357,14 @@ def flag_text(value) -> str:
 
 def plan_runs(sweep: Sweep) -> list[Run]:
     """Every run of the grid, each command checked by train.py's own parser before anything is launched."""
-    size = len(sweep.datasets) * len(sweep.agents) * len(sweep.seeds)
+    size = len(sweep.datasets) * len(sweep.scenarios) * len(sweep.agents) * len(sweep.seeds)
     if size > sweep.max_runs:
         raise UserInputError(f"the sweep has {size} runs, more than --max_runs {sweep.max_runs}; give --max_runs "
                              f"{size} to go ahead")
     settings = {agent: settings_for(agent, sweep.overrides) for agent in sweep.agents}
-    runs = [grid_run(sweep.root, dataset, agent, seed, settings[agent])
-            for dataset in sweep.datasets for agent in sweep.agents for seed in sweep.seeds]
+    runs = [grid_run(sweep.root, dataset, scenario, agent, seed, settings[agent])
+            for dataset in sweep.datasets for scenario in sweep.scenarios for agent in sweep.agents
+            for seed in sweep.seeds]
     for run in runs:
         try:
             parse_config(list(run.command[2:]))
@@ -358,20 +373,25 @@ def plan_runs(sweep: Sweep) -> list[Run]:
     return runs
 
 
-def grid_run(root: Path, dataset: str, agent: str, seed: int, settings: dict) -> Run:
-    directory = run_directory(root, dataset, agent, seed, settings)
+def grid_run(root: Path, dataset: str, scenario: str, agent: str, seed: int, settings: dict) -> Run:
+    directory = run_directory(root, dataset, scenario, agent, seed, settings)
     flags = [text for key, value in settings.items() for text in (f"--{key}", flag_text(value))]
+    if scenario != NO_SCENARIO:
+        flags += ["--scenario", scenario]
+    data = dataset if scenario == NO_SCENARIO else f"{dataset} {scenario}"
     command = (sys.executable, "train.py", "--env_name", dataset, "--agent", agent, "--seed", str(seed),
                "--run_dir", str(directory), *flags)
-    return Run(f"{dataset} {agent} seed {seed}", directory, command)
+    return Run(f"{data} {agent} seed {seed}", directory, command)
 
 
-def run_directory(root: Path, dataset: str, agent: str, seed: int, settings: dict) -> Path:
-    """ROOT/<dataset, / as +>/<agent>[_<hash of its settings>]/seed<S>. The settings that train.py lets a run
-    change when it continues (the device) leave the name alone, so the run continues on another machine."""
+def run_directory(root: Path, dataset: str, scenario: str, agent: str, seed: int, settings: dict) -> Path:
+    """ROOT/<dataset, / as +>[_<scenario>]/<agent>[_<hash of its settings>]/seed<S>. The settings that train.py
+    lets a run change when it continues (the device) leave the name alone, so the run continues on another
+    machine."""
     learned = {key: value for key, value in settings.items() if key not in NOT_COMPARED}
     name = f"{agent}_{settings_hash(learned)}" if learned else agent
-    return root / dataset.replace("/", "+") / name / f"seed{seed}"
+    data = dataset.replace("/", "+") + ("" if scenario == NO_SCENARIO else f"_{scenario}")
+    return root / data / name / f"seed{seed}"
 
 
 def settings_hash(settings: dict) -> str:

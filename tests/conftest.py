@@ -39,6 +39,15 @@ def toy_dataset():
 
 
 @pytest.fixture(scope="session")
+def two_set_toy_dataset():
+    """The toy fixture's rows as an action set, with a reward set of 10 % of them (whole trajectories): data every
+    agent can train on, those that learn from two datasets included. Every toy row is terminal, so terminals
+    stay."""
+    return load_dataset("toy-multimodal", toy_size=512, seed=0, scenario="rl_sample", reward_set_ratio=0.1,
+                        remove_terminals=False)
+
+
+@pytest.fixture(scope="session")
 def toy_buffer(toy_dataset):
     """The toy fixture's rows in a normalised CPU Buffer, as the agents train on them."""
     from utils.buffer import Buffer

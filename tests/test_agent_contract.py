@@ -1,6 +1,7 @@
 """The contract every registered agent keeps with the trainer, checked for each entry of `AGENTS`.
 
-A new agent is one file and one registry line; this suite then checks it with no new test code. Each
+A new agent is one file and one registry line; this suite then checks it with no new test code. Every agent
+trains on toy data that also carries a reward set (agents that learn from one dataset ignore it). Each
 agent runs with its own defaults, shrunk for speed by name: settings ending in `batch_size`, `hidden` or
 `_steps` (pretraining caps) and `check_every` get small values, so keep those suffixes for such settings.
 """
@@ -60,15 +61,23 @@ def updated(agent, buffer: Buffer, first: int, last: int) -> dict:
     return metrics
 
 
+def scenario_flags(name: str) -> list[str]:
+    """What a train.py run of the agent needs on the toy task: a scenario for the agents that learn from two
+    datasets (the toy task's rows are all terminal, so they stay)."""
+    if AGENTS[name].Settings.learns_from_two_datasets:
+        return ["--scenario", "rl_sample", "--reward_set_ratio", "0.1", "--remove_terminals", "0"]
+    return []
+
+
 @pytest.fixture(scope="module")
-def cpu_buffer(toy_dataset):
-    return Buffer(toy_dataset, torch.device("cpu"), normalise=True)
+def cpu_buffer(two_set_toy_dataset):
+    return Buffer(two_set_toy_dataset, torch.device("cpu"), normalise=True)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", AGENTS)
-def test_update_returns_finite_scalar_tensors_on_the_training_device(name, device, toy_dataset, tmp_path):
-    buffer = Buffer(toy_dataset, torch.device(device), normalise=True)
+def test_update_returns_finite_scalar_tensors_on_the_training_device(name, device, two_set_toy_dataset, tmp_path):
+    buffer = Buffer(two_set_toy_dataset, torch.device(device), normalise=True)
     agent = pretrained_agent(name, buffer, tmp_path)
     metrics = updated(agent, buffer, 1, STEPS)
     assert metrics and all(key.isidentifier() for key in metrics)
@@ -130,12 +139,12 @@ def test_resuming_from_a_checkpoint_gives_bit_identical_parameters_on_cpu(name, 
 
 
 @pytest.mark.parametrize("name", AGENTS)
-def test_a_short_train_py_run_writes_every_output_file(name, tmp_path, repo, toy_dataset):
+def test_a_short_train_py_run_writes_every_output_file(name, tmp_path, repo, cpu_buffer):
     settings_file = tmp_path / "tiny.yaml"
     settings_file.write_text(yaml.safe_dump(tiny_settings(name)))
     command = [sys.executable, "train.py", "--agent", name, "--config", str(settings_file), "--toy_size", "512",
                "--training_steps", "20", "--eval_every", "10", "--eval_episodes", "3",
-               "--log_path", str(tmp_path / "runs"), "--gmm_dir", str(tmp_path / "gmm")]
+               "--log_path", str(tmp_path / "runs"), "--gmm_dir", str(tmp_path / "gmm"), *scenario_flags(name)]
     result = subprocess.run(command, cwd=repo, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -151,6 +160,6 @@ def test_a_short_train_py_run_writes_every_output_file(name, tmp_path, repo, toy
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["final_score"] == rows[-1]["eval/normalised_score"] and summary["steps"] == 20
     assert [path.name for path in checkpoints(run_dir)] == ["checkpoint_000000010.pt", "checkpoint_000000020.pt"]
-    if make_agent(name, Buffer(toy_dataset, torch.device("cpu"), normalise=True)).pretrain_steps > 0:
+    if make_agent(name, cpu_buffer).pretrain_steps > 0:
         assert (run_dir / "pretraining.csv").is_file() and (run_dir / "pretraining.jsonl").is_file()
         assert any((tmp_path / "gmm").iterdir())  # the pretrained model is cached

@@ -212,6 +212,17 @@ def test_a_preempted_job_checkpoints_its_run_is_requeued_and_finishes_it(tmp_pat
 # ---- bad input ----------------------------------------------------------------------------------------------
 
 
+def test_the_scenarios_axis_gives_each_scenario_its_own_folder_and_flag(tmp_path):
+    grid = sweep.read_sweep(["--datasets", "hopper-all-v2,local/hopper-all-v0", "--agents", "mahalo,atac",
+                             "--seeds", "0,1", "--scenarios", "il,rl_sample", "--root", str(tmp_path), "--dry_run"])
+    runs = sweep.plan_runs(grid)
+    assert len(runs) == 2 * 2 * 2 * 2
+    run = next(run for run in runs if run.label == "local/hopper-all-v0 il atac seed 1")
+    assert run.directory == tmp_path / "local+hopper-all-v0_il" / "atac" / "seed1"
+    assert run.command[-2:] == ("--scenario", "il")
+    assert len({run.directory for run in runs}) == len(runs)
+
+
 def bad_sweep_file(tmp_path: Path) -> Path:
     path = tmp_path / "bad.yaml"
     path.write_text("datasets: [toy-multimodal]\nagents: [lom, bc]\nseeds: [0]\nset:\n  training_steps: 20\n"
@@ -242,6 +253,13 @@ BAD_INPUT = {  # case: (flags after VALID, which they override; the start of the
                                                                                "than --max_runs 5; give --max_runs 6 "
                                                                                "to go ahead"),
     "no --root": ([], "error: give --root"),
+    "an unknown scenario": (["--scenarios", "il,rl_x"], "error: --scenarios: 'rl_x' is not a scenario; choose from "
+                                                        "none, il, ilfo"),
+    "a scenario given by --set": (["--set", "scenario=il"], "error: --set scenario=il: scenario is set by the sweep "
+                                                            "itself"),
+    "a scenario for agents of one dataset": (["--scenarios", "il"], "error: toy-multimodal il lom seed 0: --scenario "
+                                                                    "il makes two datasets, but --agent lom learns "
+                                                                    "from one"),
 }
 
 

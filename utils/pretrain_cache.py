@@ -24,6 +24,8 @@ def dataset_fingerprint(dataset: Dataset) -> str:
                   dataset.next_observations, dataset.next_actions, dataset.has_td_target):
         digest.update(str(array.shape).encode())
         digest.update(np.ascontiguousarray(array).tobytes())
+    if dataset.reward_set is not None:  # MAHALO's reward model and its baselines' label models read it
+        digest.update(dataset_fingerprint(dataset.reward_set).encode())
     return digest.hexdigest()
 
 
