@@ -1,5 +1,6 @@
 """The agent registry: name -> class. A new algorithm is one new file plus one line here."""
 
+from agents.atac import ATAC
 from agents.awac import AWAC
 from agents.base import Agent
 from agents.bc import BC
@@ -8,6 +9,9 @@ from agents.dmpo import DMPO
 from agents.iql import IQL
 from agents.lapo import LAPO
 from agents.lom import LOM
+from agents.mahalo import MAHALO
+from agents.mahalo_baselines import (BCO, UDS, ActionPrediction, ActionRewardPrediction, Oracle, RewardPrediction,
+                                     UDSWithoutOverlap)
 from agents.mdn import MDN
 from agents.mixawac import MixAWAC
 from agents.onestep import OneStep
@@ -17,4 +21,6 @@ from agents.wcvae import WCVAE
 
 AGENTS: dict[str, type[Agent]] = {"lom": LOM, "bc": BC, "mdn": MDN, "awac": AWAC, "td3bc": TD3BC, "iql": IQL,
                                   "cql": CQL, "onestep": OneStep, "lapo": LAPO, "dmpo": DMPO, "mixawac": MixAWAC,
-                                  "wcgan": WCGAN, "wcvae": WCVAE}
+                                  "wcgan": WCGAN, "wcvae": WCVAE, "mahalo": MAHALO, "atac": ATAC,
+                                  "rp": RewardPrediction, "ap": ActionPrediction, "arp": ActionRewardPrediction,
+                                  "uds": UDS, "uds_a": UDSWithoutOverlap, "oracle": Oracle, "bco": BCO}

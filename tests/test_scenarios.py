@@ -4,15 +4,21 @@ Every row's first observation is a unique row id (file k holds ids 100 * (k + 1)
 which source rows went into the action set D_a, into the reward set D_r and into the expert copy.
 """
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from datasources import load_dataset
 from datasources.d4rl import d4rl_file_name
+from test_agent_contract import tiny_settings  # the small settings every agent is checked with
 from test_datasources import write_hdf5  # the D4RL-format writer the datasource tests use
 from utils.buffer import STD_FLOOR, Buffer
 from utils.d4rl_tasks import LOCAL_SCORE_SOURCE
@@ -456,3 +462,54 @@ def test_buffer_holds_the_reward_set_with_the_action_sets_normaliser(d4rl_cache,
 def test_buffer_of_a_plain_dataset_has_no_reward_set(cache_without_expert):
     buffer = Buffer(load(cache_without_expert, "none"), torch.device("cpu"), normalise=True)
     assert buffer.reward_set is None and buffer.reward_range is None
+
+
+# --- 8. the scenario matrix through train.py ---------------------------------------------------------------
+
+def train(repo, agent: str, scenario: str, run_dir, d4rl_dir, *flags: str) -> subprocess.CompletedProcess:
+    """A few steps of train.py on the hand-made hopper-all-v2 files, with the contract suite's small settings."""
+    settings = run_dir.parent / f"{agent}_tiny.yaml"
+    settings.write_text(yaml.safe_dump(tiny_settings(agent)))
+    command = [sys.executable, "train.py", "--agent", agent, "--env_name", "hopper-all-v2", "--scenario", scenario,
+               "--d4rl_dir", str(d4rl_dir), "--dataset_url", UNREACHABLE, "--config", str(settings),
+               "--training_steps", "4", "--eval_every", "4", "--eval_episodes", "1", "--run_dir", str(run_dir),
+               "--gmm_dir", str(run_dir.parent / "cache"), *flags]
+    return subprocess.run(command, cwd=repo, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_mahalo_trains_in_every_scenario_and_its_run_records_the_parts(repo, d4rl_cache, tmp_path, scenario):
+    result = train(repo, "mahalo", scenario, tmp_path / "run", d4rl_cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["dataset"] == f"hopper-all-v2_{scenario}" and config["scenario"] == scenario
+    assert config["dataset_parts"] == load(d4rl_cache, scenario).parts
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 4 and np.isfinite(summary["final_score"])
+
+
+REFUSED = {  # (agent, scenario, the start of the one-line error)
+    "ilfo with uds": ("uds", "ilfo", "error: --scenario ilfo"),
+    "rlfo with atac": ("atac", "rlfo", "error: --scenario rlfo"),
+    "a scenario with an agent of one dataset": ("bc", "il", "error: --scenario il makes two datasets, but --agent "
+                                                            "bc learns from one"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_scenario_an_agent_cannot_use_is_refused_before_training(repo, d4rl_cache, tmp_path, case):
+    agent, scenario, expected = REFUSED[case]
+    result = train(repo, agent, scenario, tmp_path / "run", d4rl_cache)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(expected) and agent in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_expert_file_stops_train_py_in_one_line_naming_it(repo, cache_without_expert, tmp_path):
+    result = train(repo, "mahalo", "il", tmp_path / "run", cache_without_expert)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "hopper_expert-v2.hdf5" in line and str(cache_without_expert) in line
+    assert not (tmp_path / "run").exists()

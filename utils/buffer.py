@@ -43,7 +43,8 @@ class Buffer:
     kept for imitation but never drawn by `sample_td_indices`.
 
     A dataset with a reward set (two datasets, as MAHALO learns from) gives `reward_set`, a Buffer of those
-    rows scaled by this one's normaliser, and `reward_range`; for any other dataset both are None.
+    rows scaled by this one's normaliser, `reward_range`, and `expert_copy_size`: how many rows at the end of
+    this buffer copy the reward set's (MAHALO's il and rl_expert append them); for any other dataset None, None, 0.
     """
 
     def __init__(self, dataset: Dataset, device: torch.device, normalise: bool, scaler_noise: float = 0.0,
@@ -69,6 +70,7 @@ class Buffer:
         self.reward_set = None if dataset.reward_set is None else Buffer(dataset.reward_set, device, normalise,
                                                                           normaliser=self.normaliser)
         self.reward_range = dataset.reward_range
+        self.expert_copy_size = dataset.parts.get("action_set", {}).get("expert_copy", 0)
 
     def episode_returns(self) -> torch.Tensor:
         """The undiscounted return of every episode, summed in float64 (episodes end at a terminal, a timeout
