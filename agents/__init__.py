@@ -11,6 +11,7 @@ from agents.lapo import LAPO
 from agents.lom import LOM
 from agents.mahalo import MAHALO
 from agents.mahalo_baselines import (BCO, UDS, ActionPrediction, ActionRewardPrediction, Oracle, RewardPrediction,
+                                     RewardSetBC,
                                      UDSWithoutOverlap)
 from agents.mdn import MDN
 from agents.mixawac import MixAWAC
@@ -23,4 +24,5 @@ AGENTS: dict[str, type[Agent]] = {"lom": LOM, "bc": BC, "mdn": MDN, "awac": AWAC
                                   "cql": CQL, "onestep": OneStep, "lapo": LAPO, "dmpo": DMPO, "mixawac": MixAWAC,
                                   "wcgan": WCGAN, "wcvae": WCVAE, "mahalo": MAHALO, "atac": ATAC,
                                   "rp": RewardPrediction, "ap": ActionPrediction, "arp": ActionRewardPrediction,
-                                  "uds": UDS, "uds_a": UDSWithoutOverlap, "oracle": Oracle, "bco": BCO}
+                                  "uds": UDS, "uds_a": UDSWithoutOverlap, "oracle": Oracle, "bco": BCO,
+                                  "bc_reward_set": RewardSetBC}

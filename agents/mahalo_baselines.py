@@ -1,5 +1,5 @@
 """The baselines of MAHALO's paper (Li et al., ICML 2023), as the authors' baselines.py runs them: each is ATAC
-(agents/atac.py) on rows chosen and labelled its own way, except BCO, which only clones.
+(agents/atac.py) on rows chosen and labelled its own way, except BCO and BC, which only clone.
 
 | agent  | trains ATAC on                                                                                      |
 | rp     | D_a with rewards clip(g(s, s', d), r_min, r_max), g regressed on D_r                                 |
@@ -8,7 +8,8 @@
 | uds    | D_a (without the appended expert copy) with reward r_min, plus D_r with its actions (Yu et al. 2022) |
 | uds_a  | the same, but the expert copy in D_a also gets r_min                                                |
 | oracle | D_a with the true environment rewards                                                               |
-| bco    | no ATAC: clones D_r's actions labelled by the inverse dynamics (or, --action_labels dataset, its own) |
+| bco    | no ATAC: clones D_r's actions labelled by the inverse dynamics                                      |
+| bc_reward_set | no ATAC: clones D_r's own actions (the paper's BC)                                          |
 
 Label models are regressed (MSE) in a pretraining phase before ATAC's behaviour pretraining, on rows with a
 defined next state; they label every such row once, after that phase.
@@ -150,68 +151,40 @@ class Oracle(ATAC):
 
 
 @dataclass
-class BCOSettings(AgentSettings):
+class RewardSetBCSettings(AgentSettings):
     learns_from_two_datasets: ClassVar[bool] = True
 
-    action_labels: str = setting("inverse_dynamics", "actions cloned on the reward set: inverse_dynamics (BCO: an "
-                                 "inverse dynamics model regressed on the action set labels them) or dataset (its "
-                                 "own actions: the paper's BC)", choices=("inverse_dynamics", "dataset"))
     lr: float = setting(5e-4, "Adam learning rate of the policy, the temperature and the inverse dynamics", above=0,
                         at_most=1)
     batch_size: int = setting(256, "rows per step", at_least=1,
                               at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
     hidden: int = setting(256, "width of the three hidden layers of the policy and the inverse dynamics",
                           at_least=1, at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights
-    label_steps: int = setting(100_000, "steps of the inverse dynamics' regression (MSE) before cloning "
-                               "(with --action_labels inverse_dynamics)", at_least=0)
 
     def check(self, run) -> None:
-        if self.action_labels == "dataset":
-            refuse_without_reward_set_actions(run, "with --action_labels dataset clones them")
+        refuse_without_reward_set_actions(run, "clones them")
 
 
-class BCO(Agent):
-    """Behaviour cloning on the reward set by ATAC's pretraining loss, NS(-E log pi(a | s), -H, alpha), alpha tuned
-    (in the original, the policy after `ap`'s / `common`'s behaviour pretraining)."""
+class RewardSetBC(Agent):
+    """bc_reward_set, the paper's BC: behaviour cloning of the reward set's own actions by ATAC's pretraining
+    loss, NS(-E log pi(a | s), -H, alpha), alpha tuned (in the original, the policy after `common`'s behaviour
+    pretraining)."""
 
-    Settings = BCOSettings
+    Settings = RewardSetBCSettings
     run_defaults = {**RUN_DEFAULTS, "training_steps": 100_000}  # the original's 100k cloning steps
 
-    def __init__(self, obs_dim: int, act_dim: int, settings: BCOSettings, discount: float):
+    def __init__(self, obs_dim: int, act_dim: int, settings: RewardSetBCSettings, discount: float):
         super().__init__(obs_dim, act_dim, settings, discount)
-        s, hidden = settings, (settings.hidden,) * HIDDEN_LAYERS
-        self.policy = TanhGaussianPolicy(obs_dim, act_dim, hidden, LOG_STD_RANGE, zero_log_std_init=True)
+        s, self.hidden = settings, (settings.hidden,) * HIDDEN_LAYERS
+        self.policy = TanhGaussianPolicy(obs_dim, act_dim, self.hidden, LOG_STD_RANGE, zero_log_std_init=True)
         self.log_alpha = nn.Parameter(torch.zeros(()))
         self.target_entropy = -float(act_dim)
         self.policy_optimiser = adam(self.policy.parameters(), s.lr)
         self.alpha_optimiser = adam([self.log_alpha], s.lr)
-        self.labelled = s.action_labels == "inverse_dynamics"
-        if self.labelled:
-            self.inverse_dynamics = TransitionNet(obs_dim, act_dim, hidden, squash=True)
-            self.pretrain_steps = s.label_steps
-        self.pretraining_optimisers: dict[str, torch.optim.Optimizer] = {}
         self.training_set: Transitions | None = None
 
-    def start_pretraining(self, buffer: Buffer) -> None:
-        self.pretraining_optimisers = {"labels": adam(self.inverse_dynamics.parameters(), self.settings.lr)}
-
-    def pretrain_step(self, buffer: Buffer) -> dict[str, torch.Tensor]:
-        """min_IDM E_Da[||IDM(s, s', d) - a||^2]."""
-        loss = inverse_dynamics_loss(self.inverse_dynamics, buffer, buffer.sample_td_indices(self.settings.batch_size))
-        optimise(self.pretraining_optimisers["labels"], loss)
-        return {"action_label_loss": loss.detach()}
-
-    def pretrained_modules(self) -> dict[str, nn.Module]:
-        return {"inverse_dynamics": self.inverse_dynamics} if self.labelled else {}
-
-    def pretrain_signature(self) -> dict:
-        s = self.settings
-        return {"label_steps": s.label_steps, "batch_size": s.batch_size, "hidden": s.hidden, "lr": s.lr}
-
     def finish_pretraining(self, buffer: Buffer) -> None:
-        self.training_set = (with_predicted_actions(buffer.reward_set, self.inverse_dynamics) if self.labelled
-                             else Transitions.of(buffer.reward_set))
-        self.pretraining_optimisers = {}
+        self.training_set = Transitions.of(buffer.reward_set)
 
     def update(self, buffer: Buffer, step_index: int) -> dict[str, torch.Tensor]:
         """The temperature first, then cloning with the new alpha (as ATAC's pretraining)."""
@@ -228,3 +201,46 @@ class BCO(Agent):
     @torch.no_grad()
     def act(self, states: torch.Tensor) -> torch.Tensor:
         return self.policy.act(states)
+
+
+@dataclass
+class BCOSettings(RewardSetBCSettings):
+    label_steps: int = setting(100_000, "steps of the inverse dynamics' regression (MSE) before cloning",
+                               at_least=0)
+
+    def check(self, run) -> None:
+        """The inverse dynamics supplies the actions: every scenario works."""
+
+
+class BCO(RewardSetBC):
+    """bco: behaviour cloning from observation: an inverse dynamics model regressed on the action set labels the
+    reward set's actions, which are then cloned as bc_reward_set clones its own (in the original, the policy
+    after `ap`'s behaviour pretraining)."""
+
+    Settings = BCOSettings
+
+    def __init__(self, obs_dim: int, act_dim: int, settings: BCOSettings, discount: float):
+        super().__init__(obs_dim, act_dim, settings, discount)
+        self.inverse_dynamics = TransitionNet(obs_dim, act_dim, self.hidden, squash=True)
+        self.pretrain_steps = settings.label_steps
+        self.pretraining_optimisers: dict[str, torch.optim.Optimizer] = {}
+
+    def start_pretraining(self, buffer: Buffer) -> None:
+        self.pretraining_optimisers = {"labels": adam(self.inverse_dynamics.parameters(), self.settings.lr)}
+
+    def pretrain_step(self, buffer: Buffer) -> dict[str, torch.Tensor]:
+        """min_IDM E_Da[||IDM(s, s', d) - a||^2]."""
+        loss = inverse_dynamics_loss(self.inverse_dynamics, buffer, buffer.sample_td_indices(self.settings.batch_size))
+        optimise(self.pretraining_optimisers["labels"], loss)
+        return {"action_label_loss": loss.detach()}
+
+    def pretrained_modules(self) -> dict[str, nn.Module]:
+        return {"inverse_dynamics": self.inverse_dynamics}
+
+    def pretrain_signature(self) -> dict:
+        s = self.settings
+        return {"label_steps": s.label_steps, "batch_size": s.batch_size, "hidden": s.hidden, "lr": s.lr}
+
+    def finish_pretraining(self, buffer: Buffer) -> None:
+        self.training_set = with_predicted_actions(buffer.reward_set, self.inverse_dynamics)
+        self.pretraining_optimisers = {}

@@ -141,7 +141,7 @@ def test_bco_clones_inverse_dynamics_labels_or_the_reward_sets_own_actions(il_bu
     with torch.no_grad():
         expected = bco.inverse_dynamics(*inputs(Transitions.of(reward_set))).clamp(-BOUND, BOUND)
     torch.testing.assert_close(bco.training_set.actions, expected)
-    plain = agent("bco", il_buffer, action_labels="dataset")
+    plain = agent("bc_reward_set", il_buffer)
     assert plain.pretrain_steps == 0 and not plain.pretrained_modules()
     plain.finish_pretraining(il_buffer)
     assert torch.equal(plain.training_set.actions, reward_set.actions[reward_set.td_rows])
@@ -167,8 +167,8 @@ def test_refusals_without_the_reward_sets_actions(scenario):
     for name in ("atac", "uds", "uds_a"):
         with pytest.raises(UserInputError, match=f"^--scenario {scenario} .*--agent {name} "):
             AGENTS[name].Settings().check(RunSettings(agent=name, scenario=scenario))
-    with pytest.raises(UserInputError, match=f"^--scenario {scenario} .*--agent bco with --action_labels dataset"):
-        BCOSettings(action_labels="dataset").check(RunSettings(agent="bco", scenario=scenario))
+    with pytest.raises(UserInputError, match=f"^--scenario {scenario} .*--agent bc_reward_set clones them"):
+        AGENTS["bc_reward_set"].Settings().check(RunSettings(agent="bc_reward_set", scenario=scenario))
     BCOSettings().check(RunSettings(agent="bco", scenario=scenario))
     for name in ("mahalo", "rp", "ap", "arp", "oracle"):
         AGENTS[name].Settings().check(RunSettings(agent=name, scenario=scenario))
