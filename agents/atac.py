@@ -23,13 +23,11 @@ import torch
 from torch import nn
 
 from agents.base import Agent, AgentSettings, adam, optimise
-from datasources.scenarios import WITHOUT_REWARD_SET_ACTIONS
 from networks.critics import CriticEnsemble, ensemble_mse, frozen, soft_update, target_copy
 from networks.losses import td_target
 from networks.mlp import EnsembleLinear, mlp
 from networks.policies import TanhGaussianPolicy
 from utils.buffer import Buffer
-from utils.errors import UserInputError
 from utils.settings import setting
 
 NUM_CRITICS = 2
@@ -66,13 +64,6 @@ def value_range(reward_range: tuple[float, float], discount: float, clip_v: bool
         return -math.inf, math.inf
     r_min, r_max = reward_range
     return min(-1.0, 2.0 * r_min) / (1.0 - discount), max(1.0, 2.0 * r_max) / (1.0 - discount)
-
-
-def refuse_without_reward_set_actions(run, why: str) -> None:
-    """A one-line refusal for agents that need the reward set's actions, in the scenarios that remove them."""
-    if run.scenario in WITHOUT_REWARD_SET_ACTIONS:
-        raise UserInputError(f"--scenario {run.scenario} removes the reward set's actions, and --agent {run.agent} "
-                             f"{why}; use il, rl_expert or rl_sample")
 
 
 class TransitionNet(nn.Module):
@@ -146,7 +137,6 @@ def temperature_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entro
 @dataclass
 class ATACSettings(AgentSettings):
     learns_from_two_datasets: ClassVar[bool] = True
-    # Why an agent cannot run without the reward set's actions (ilfo, rlfo); empty: it can.
     needs_reward_set_actions: ClassVar[str] = "trains on them"
 
     beta: float = setting(10.0, "beta, the weight of the Bellman error against the pessimism term (NS(pessimism, "
@@ -166,10 +156,6 @@ class ATACSettings(AgentSettings):
                           at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights, x4 with Adam
     behaviour_steps: int = setting(100_000, "behaviour pretraining steps (cloning plus TD/residual critics) before "
                                    "the main phase", at_least=0)
-
-    def check(self, run) -> None:
-        if self.needs_reward_set_actions:
-            refuse_without_reward_set_actions(run, self.needs_reward_set_actions)
 
 
 class ATAC(Agent):

@@ -35,6 +35,9 @@ class AgentSettings:
     # True for agents that learn from an action set and a reward set (utils/buffer.py's reward_set): MAHALO
     # and its baselines. They run only with a --scenario, and the others only without.
     learns_from_two_datasets: ClassVar[bool] = False
+    # Why the agent cannot learn without the reward set's actions, which the ilfo and rlfo scenarios remove (it
+    # completes "--agent NAME ..."); empty: it can. Such runs are refused before any data loads.
+    needs_reward_set_actions: ClassVar[str] = ""
 
     def check(self, run) -> None:
         """Raise UserInputError for settings that cannot work with these run settings (`RunSettings`), before

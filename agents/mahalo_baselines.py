@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from agents.atac import (ATAC, HIDDEN_LAYERS, LOG_STD_RANGE, RUN_DEFAULTS, ATACSettings, Transitions, TransitionNet,
-                         behaviour_cloning_loss, refuse_without_reward_set_actions, temperature_loss)
+                         behaviour_cloning_loss, temperature_loss)
 from agents.base import Agent, AgentSettings, adam, optimise
 from agents.mahalo import reward_regression_loss
 from networks.policies import TanhGaussianPolicy
@@ -153,6 +153,7 @@ class Oracle(ATAC):
 @dataclass
 class RewardSetBCSettings(AgentSettings):
     learns_from_two_datasets: ClassVar[bool] = True
+    needs_reward_set_actions: ClassVar[str] = "clones them"
 
     lr: float = setting(5e-4, "Adam learning rate of the policy, the temperature and the inverse dynamics", above=0,
                         at_most=1)
@@ -160,9 +161,6 @@ class RewardSetBCSettings(AgentSettings):
                               at_most=1_000_000)  # half of D4RL's largest set; 1M x 256 floats: 1 GB a layer
     hidden: int = setting(256, "width of the three hidden layers of the policy and the inverse dynamics",
                           at_least=1, at_most=8192)  # one 8192-wide layer is 256 MB of float32 weights
-
-    def check(self, run) -> None:
-        refuse_without_reward_set_actions(run, "clones them")
 
 
 class RewardSetBC(Agent):
@@ -205,11 +203,10 @@ class RewardSetBC(Agent):
 
 @dataclass
 class BCOSettings(RewardSetBCSettings):
+    needs_reward_set_actions = ""  # the inverse dynamics supplies them: every scenario works
+
     label_steps: int = setting(100_000, "steps of the inverse dynamics' regression (MSE) before cloning",
                                at_least=0)
-
-    def check(self, run) -> None:
-        """The inverse dynamics supplies the actions: every scenario works."""
 
 
 class BCO(RewardSetBC):

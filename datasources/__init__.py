@@ -25,6 +25,7 @@ from datasources.minari_ids import load_minari
 from utils.d4rl_tasks import LOCAL_VERSION, d4rl_score_for_env
 from utils.dataset import Dataset, transitions_from_arrays, user_score_reference
 from utils.errors import UserInputError
+from utils.settings import NO_SCENARIO
 from utils.files import generated_data_dir
 
 
@@ -42,7 +43,7 @@ def load_dataset(
     seed: int = 0,
     ref_min_score: float | None = None,
     ref_max_score: float | None = None,
-    scenario: str = scenarios.NO_SCENARIO,
+    scenario: str = NO_SCENARIO,
     reward_set_ratio: float = 0.01,
     remove_terminals: bool = True,
 ) -> Dataset:
@@ -59,7 +60,7 @@ def load_dataset(
     if all_set is not None:
         parts = {quality: all_set(quality) for quality in scenarios.ACTION_SET_QUALITIES}
         expert = expert_set(all_set, scenario, env_name) if scenario in scenarios.NEEDS_EXPERT else None
-        dataset = union(env_name, parts) if scenario == scenarios.NO_SCENARIO else scenarios.two_datasets(
+        dataset = union(env_name, parts) if scenario == NO_SCENARIO else scenarios.two_datasets(
             env_name, parts, expert, scenario, reward_set_ratio, seed, remove_terminals)
         return with_user_overrides(dataset, eval_env, user_score)
     if dataset_path is not None:
@@ -76,7 +77,7 @@ def load_dataset(
         dataset = load_d4rl(name, d4rl_dir, dataset_url)
     else:
         raise UserInputError(unknown_name_message(env_name))
-    if scenario != scenarios.NO_SCENARIO:
+    if scenario != NO_SCENARIO:
         dataset = scenarios.two_datasets(dataset.name, {dataset.name: dataset}, None, scenario, reward_set_ratio,
                                          seed, remove_terminals)
     return with_user_overrides(dataset, eval_env, user_score)

@@ -28,11 +28,9 @@ import numpy as np
 
 from utils.dataset import Dataset, transitions_from_arrays
 from utils.errors import UserInputError
+from utils.settings import WITHOUT_REWARD_SET_ACTIONS
 
-NO_SCENARIO = "none"
-SCENARIOS = ("il", "ilfo", "rl_expert", "rlfo", "rl_sample")
 NEEDS_EXPERT = ("il", "ilfo", "rl_expert", "rlfo")
-WITHOUT_REWARD_SET_ACTIONS = ("ilfo", "rlfo")  # "from observations": D_r's actions are never seen
 EXPERT_COPIED = ("il", "rl_expert")
 IMITATION_REWARD_RANGE = (0.0, 1.0)  # il and ilfo label every D_r row 1; nothing is labelled lower
 ACTION_SET_QUALITIES = ("random", "medium", "medium-replay", "full-replay")  # D4RL's order; medium-expert is left out

@@ -22,11 +22,10 @@ from pathlib import Path
 
 from agents import AGENTS
 from datasources import is_known_name, unknown_name_message
-from datasources.scenarios import NO_SCENARIO, SCENARIOS
 from trainer.config import NOT_COMPARED, RUN_NAMES, FlagParser, chosen_agent, parse_config, read_yaml
 from trainer.loop import StopRequests
 from utils.errors import UserInputError
-from utils.settings import RunSettings, coerce
+from utils.settings import NO_SCENARIO, SCENARIOS, WITHOUT_REWARD_SET_ACTIONS, RunSettings, coerce
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEP_OWNED = ("env_name", "agent", "seed", "scenario", "run_dir", "resume")  # the grid sets these for each run
@@ -357,20 +356,33 @@ def flag_text(value) -> str:
 
 def plan_runs(sweep: Sweep) -> list[Run]:
     """Every run of the grid, each command checked by train.py's own parser before anything is launched."""
-    size = len(sweep.datasets) * len(sweep.scenarios) * len(sweep.agents) * len(sweep.seeds)
+    cells = sum(not refuses(agent, scenario) for scenario in sweep.scenarios for agent in sweep.agents)
+    size = len(sweep.datasets) * cells * len(sweep.seeds)
     if size > sweep.max_runs:
         raise UserInputError(f"the sweep has {size} runs, more than --max_runs {sweep.max_runs}; give --max_runs "
                              f"{size} to go ahead")
     settings = {agent: settings_for(agent, sweep.overrides) for agent in sweep.agents}
     runs = [grid_run(sweep.root, dataset, scenario, agent, seed, settings[agent])
             for dataset in sweep.datasets for scenario in sweep.scenarios for agent in sweep.agents
-            for seed in sweep.seeds]
+            if not refuses(agent, scenario) for seed in sweep.seeds]
     for run in runs:
         try:
             parse_config(list(run.command[2:]))
         except UserInputError as error:
             raise UserInputError(f"{run.label}: {error}") from None
     return runs
+
+
+def refuses(agent: str, scenario: str) -> bool:
+    """Whether the agent cannot learn in this scenario (it reads the reward set's actions, which it removes): such
+    cells of the grid are left out, and said so."""
+    return scenario in WITHOUT_REWARD_SET_ACTIONS and bool(AGENTS[agent].Settings.needs_reward_set_actions)
+
+
+def left_out(sweep: Sweep) -> list[str]:
+    return [f"left out: {agent} in {scenario}, which removes the reward set's actions: {agent} "
+            f"{AGENTS[agent].Settings.needs_reward_set_actions}"
+            for scenario in sweep.scenarios for agent in sweep.agents if refuses(agent, scenario)]
 
 
 def grid_run(root: Path, dataset: str, scenario: str, agent: str, seed: int, settings: dict) -> Run:
@@ -626,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    for line in left_out(sweep):
+        print(line)
     if sweep.dry_run:
         try:
             print_plan(runs)

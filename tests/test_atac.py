@@ -15,8 +15,6 @@ from networks.critics import CriticEnsemble
 from networks.mlp import EnsembleLinear
 from networks.policies import TanhGaussianPolicy
 from utils.buffer import Buffer
-from utils.errors import UserInputError
-from utils.settings import RunSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 GAMMA = 0.9
@@ -185,10 +183,3 @@ def test_behaviour_step_moves_the_target_before_the_loss_and_steps_policy_and_cr
         torch.testing.assert_close(new, torch.lerp(old, source, agent.settings.tau))  # EMA of the pre-step critics
     assert any(not torch.equal(old, new) for old, new in zip(policy, agent.policy.parameters()))
     assert agent.pretrain_log_alpha.item() != 0 and agent.log_alpha.item() == 0
-
-
-@pytest.mark.parametrize("scenario", ["ilfo", "rlfo"])
-def test_atac_refuses_scenarios_without_the_reward_sets_actions(scenario):
-    with pytest.raises(UserInputError, match=f"^--scenario {scenario} .*--agent atac "):
-        ATACSettings().check(RunSettings(agent="atac", scenario=scenario))
-    ATACSettings().check(RunSettings(agent="atac", scenario="il"))

@@ -6,12 +6,11 @@ import torch
 
 from agents import AGENTS
 from agents.atac import Transitions
-from agents.mahalo_baselines import BCOSettings
 from datasources import load_dataset
 from datasources.scenarios import two_datasets
 from utils.buffer import Buffer
 from utils.errors import UserInputError
-from utils.settings import RunSettings
+from utils.settings import RunSettings, check_scenario
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CPU = torch.device("cpu")
@@ -164,11 +163,11 @@ def test_label_pretraining_runs_before_the_behaviour_pretraining(il_buffer):
 
 @pytest.mark.parametrize("scenario", ["ilfo", "rlfo"])
 def test_refusals_without_the_reward_sets_actions(scenario):
-    for name in ("atac", "uds", "uds_a"):
-        with pytest.raises(UserInputError, match=f"^--scenario {scenario} .*--agent {name} "):
-            AGENTS[name].Settings().check(RunSettings(agent=name, scenario=scenario))
-    with pytest.raises(UserInputError, match=f"^--scenario {scenario} .*--agent bc_reward_set clones them"):
-        AGENTS["bc_reward_set"].Settings().check(RunSettings(agent="bc_reward_set", scenario=scenario))
-    BCOSettings().check(RunSettings(agent="bco", scenario=scenario))
-    for name in ("mahalo", "rp", "ap", "arp", "oracle"):
-        AGENTS[name].Settings().check(RunSettings(agent=name, scenario=scenario))
+    for name, why in [("atac", "trains on them"), ("uds", "trains on them"), ("uds_a", "trains on them"),
+                      ("bc_reward_set", "clones them")]:
+        with pytest.raises(UserInputError, match=f"^--scenario {scenario} removes the reward set's actions, and "
+                                                 f"--agent {name} {why}; use il, rl_expert or rl_sample$"):
+            check_scenario(RunSettings(agent=name, scenario=scenario), AGENTS[name].Settings())
+        check_scenario(RunSettings(agent=name, scenario="il"), AGENTS[name].Settings())
+    for name in ("mahalo", "rp", "ap", "arp", "oracle", "bco"):
+        check_scenario(RunSettings(agent=name, scenario=scenario), AGENTS[name].Settings())

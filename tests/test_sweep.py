@@ -223,6 +223,19 @@ def test_the_scenarios_axis_gives_each_scenario_its_own_folder_and_flag(tmp_path
     assert len({run.directory for run in runs}) == len(runs)
 
 
+def test_cells_an_agent_cannot_learn_in_are_left_out_and_said_so(tmp_path, capsys):
+    flags = ["--datasets", "hopper-all-v2", "--agents", "mahalo,atac,uds", "--seeds", "0", "--scenarios",
+             "ilfo,rl_sample", "--root", str(tmp_path), "--dry_run"]
+    assert sweep.main(flags) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["left out: atac in ilfo, which removes the reward set's actions: atac trains on them",
+                         "left out: uds in ilfo, which removes the reward set's actions: uds trains on them"]
+    planned = [line.split()[1] for line in lines[2:-1]]
+    assert planned == [str(tmp_path / f"hopper-all-v2_{scenario}" / agent / "seed0")
+                       for scenario, agent in [("ilfo", "mahalo"), ("rl_sample", "mahalo"), ("rl_sample", "atac"),
+                                               ("rl_sample", "uds")]]
+
+
 def bad_sweep_file(tmp_path: Path) -> Path:
     path = tmp_path / "bad.yaml"
     path.write_text("datasets: [toy-multimodal]\nagents: [lom, bc]\nseeds: [0]\nset:\n  training_steps: 20\n"

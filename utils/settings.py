@@ -26,6 +26,11 @@ def setting(default, help: str, choices: tuple | None = None, above: float | Non
                                             "group": group})
 
 
+# MAHALO's scenarios (datasources/scenarios.py builds them): how one dataset becomes an action set and a reward set.
+NO_SCENARIO = "none"
+SCENARIOS = ("il", "ilfo", "rl_expert", "rlfo", "rl_sample")
+WITHOUT_REWARD_SET_ACTIONS = ("ilfo", "rlfo")  # "from observations": the reward set's actions are never seen
+
 DATA, TRAINING, EVALUATION, LOGGING, CACHE, RESUME = (
     "dataset", "training", "evaluation", "logging", "pretrained-model cache", "resuming")
 
@@ -55,7 +60,7 @@ class RunSettings:
     scenario: str = setting("none", "split the data into an action set and a reward set, for the agents that learn "
                             "from two (mahalo and its baselines): il, ilfo, rl_expert, rlfo (reward set from the "
                             "expert set of an -all- dataset) or rl_sample (from the data itself); none: one dataset",
-                            choices=("none", "il", "ilfo", "rl_expert", "rlfo", "rl_sample"), group=DATA)
+                            choices=(NO_SCENARIO, *SCENARIOS), group=DATA)
     reward_set_ratio: float = setting(0.01, "size of the reward set as a fraction of the rows it is drawn from "
                                       "(whole trajectories)", above=0, at_most=1, group=DATA)
     remove_terminals: bool = setting(True, "1: the action set has no terminals (each terminal row is dropped and "
@@ -200,12 +205,16 @@ def validate(config: Config) -> None:
 
 
 def check_scenario(run: RunSettings, agent_settings) -> None:
-    """Agents that learn from two datasets need a scenario to make them; the others train on one."""
+    """Agents that learn from two datasets need a scenario to make them, and the reward set's actions if they
+    read them; the others train on one dataset."""
     two = getattr(agent_settings, "learns_from_two_datasets", False)
-    if run.scenario != "none" and not two:
+    if run.scenario in WITHOUT_REWARD_SET_ACTIONS and (why := getattr(agent_settings, "needs_reward_set_actions", "")):
+        raise UserInputError(f"--scenario {run.scenario} removes the reward set's actions, and --agent {run.agent} "
+                             f"{why}; use il, rl_expert or rl_sample")
+    if run.scenario != NO_SCENARIO and not two:
         raise UserInputError(f"--scenario {run.scenario} makes two datasets, but --agent {run.agent} learns from "
                              "one; use --scenario none, or an agent that learns from two (mahalo and its baselines)")
-    if run.scenario == "none" and two:
+    if run.scenario == NO_SCENARIO and two:
         raise UserInputError(f"--agent {run.agent} learns from an action set and a reward set: choose --scenario "
                              "il, ilfo, rl_expert, rlfo or rl_sample")
 
