@@ -33,9 +33,10 @@ from utils.errors import UserInputError, exit_status
 from utils.logger import SCORE_KEY
 
 SUMMARY_KEYS = {"final": "final_score", "last10pct": "last10pct_mean_score"}
-# Columns run in this order, LOM last as in the paper; agents not listed follow in alphabetical order.
+# Columns run in this order, LOM last as in the paper (MAHALO's comparison before it, MAHALO last there); agents
+# not listed follow in alphabetical order.
 AGENT_ORDER = ("bc", "mdn", "onestep", "awac", "cql", "td3bc", "iql", "lapo", "dmpo", "mixawac", "wcgan", "wcvae",
-               "lom")
+               "bc_reward_set", "bco", "atac", "rp", "ap", "arp", "uds", "uds_a", "oracle", "mahalo", "lom")
 BOOTSTRAP_SEED = 0
 DEFAULT_REPS = 2000
 
