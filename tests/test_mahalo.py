@@ -10,7 +10,6 @@ import torch
 from agents.mahalo import MAHALO, MAHALOSettings, reward_regression_loss
 from datasources import load_dataset
 from utils.buffer import Buffer
-from utils.settings import RunSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 GAMMA = 0.9
@@ -183,8 +182,3 @@ def test_mahalo_never_reads_the_reward_sets_actions(dataset, buffer):
     no_actions = Buffer(without, CPU, normalise=True)
     assert no_actions.reward_set.actions.shape == (reward_set.size, 0)
     assert_same_state(trained(buffer), trained(no_actions))
-
-
-@pytest.mark.parametrize("scenario", ["il", "ilfo", "rl_expert", "rlfo", "rl_sample"])
-def test_mahalo_accepts_every_scenario(scenario):
-    MAHALOSettings().check(RunSettings(agent="mahalo", scenario=scenario))
