@@ -38,8 +38,10 @@ class FlagParser(argparse.ArgumentParser):
 
 
 def agent_summary(name: str) -> str:
-    """The first line of the agent module's docstring."""
-    doc = sys.modules[AGENTS[name].__module__].__doc__ or name
+    """The first line of the agent module's docstring, or of the class's where a module holds several agents."""
+    agent = AGENTS[name]
+    shared = sum(other.__module__ == agent.__module__ for other in AGENTS.values()) > 1
+    doc = (agent.__doc__ if shared else sys.modules[agent.__module__].__doc__) or name
     return doc.strip().splitlines()[0]
 
 
