@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 
 import train
+from datasources.d4rl import d4rl_file_name
+from datasources.scenarios import ACTION_SET_QUALITIES
 
 REPO = Path(__file__).resolve().parent.parent
 PLACEHOLDER = re.compile(r"\b(?:[A-Z][A-Z_]*|[A-Z])\b")  # FILE, DIR, URL, KEY, N, ... in a row's message
@@ -54,6 +56,15 @@ def d4rl_file(path: Path, rows: int = ROWS, obs_dim: int = 1, act_dim: int = 2, 
 def own_file(tmp_path: Path, **changes) -> list[str]:
     return ["--dataset_path", str(d4rl_file(tmp_path / "mine.hdf5", **changes)), "--eval_env",
             "envs.toy_multimodal:ToyMultimodal-v0"]
+
+
+def all_set_parts(tmp_path: Path) -> Path:
+    """A D4RL folder with hopper's random, medium, medium-replay and full-replay files, but no expert file."""
+    folder = tmp_path / "d4rl"
+    folder.mkdir()
+    for quality in ACTION_SET_QUALITIES:
+        d4rl_file(folder / d4rl_file_name(f"hopper-{quality}-v2"), obs_dim=11, act_dim=3)
+    return folder
 
 
 def config_file(tmp_path: Path, text: str) -> list[str]:
@@ -174,6 +185,17 @@ CASES = {  # the row's message -> (tmp_path, finished run, html server) -> train
     "--run_dir and --resume both name the run to continue; ...": lambda t, r, h: [
         "--run_dir", str(t / "new"), "--resume", "auto"],
     "DIR is in use by process P on HOST since T ...": lambda t, r, h: locked_run(r, t),
+    "--scenario S makes two datasets, but --agent A learns from one; ...": lambda t, r, h: ["--scenario", "il"],
+    "--agent A learns from an action set and a reward set: choose --scenario ...": lambda t, r, h: [
+        "--agent", "mahalo", "--scenario", "none"],
+    "--scenario S removes the reward set's actions, and --agent A ...": lambda t, r, h: [
+        "--agent", "atac", "--scenario", "ilfo"],
+    "--scenario S draws the reward set from an expert set, which D does not have; ...": lambda t, r, h: [
+        "--agent", "mahalo", "--scenario", "il"],
+    "--scenario S draws the reward set from the expert set of D: ...": lambda t, r, h: [
+        "--agent", "mahalo", "--env_name", "hopper-all-v2", "--scenario", "il", "--d4rl_dir", str(all_set_parts(t)),
+        "--dataset_url", f"http://127.0.0.1:{closed_port()}/datasets"],
+    "--remove_terminals 1 leaves no rows of D in the action set ...": lambda t, r, h: ["--agent", "mahalo"],
     "--reward_scale max divides rewards by their maximum, but every reward is <= 0 ...": lambda t, r, h: [
         "--agent", "lapo", *own_file(t, rewards=-np.ones(ROWS)), "--training_steps", "20", "--eval_every", "10"],
 }
