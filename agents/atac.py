@@ -134,6 +134,19 @@ def temperature_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entro
     return log_alpha * (-log_pi.detach().mean() - target_entropy)
 
 
+def tuned_cloning_losses(policy: TanhGaussianPolicy, log_alpha: torch.Tensor, alpha_optimiser: torch.optim.Optimizer,
+                         target_entropy: float, states: torch.Tensor,
+                         actions: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The temperature stepped first, then the cloning loss with the new alpha (the order of ATAC's actor step):
+    {cloning_loss (with gradient), alpha_loss, alpha, log_pi}."""
+    _, log_pi = policy.rsample(states)
+    alpha_loss = temperature_loss(log_alpha, log_pi, target_entropy)
+    optimise(alpha_optimiser, alpha_loss)
+    alpha = log_alpha.detach().exp()
+    return {"cloning_loss": behaviour_cloning_loss(policy, states, actions, log_pi, alpha),
+            "alpha_loss": alpha_loss.detach(), "alpha": alpha, "log_pi": log_pi.detach().mean()}
+
+
 @dataclass
 class ATACSettings(AgentSettings):
     learns_from_two_datasets: ClassVar[bool] = True
@@ -214,6 +227,10 @@ class ATAC(Agent):
         self.pretrain_calls += 1
         if self.pretrain_calls <= self.label_steps:
             return self.label_step(buffer)
+        return self.behaviour_pretraining_step(buffer)
+
+    def behaviour_pretraining_step(self, buffer: Buffer) -> dict[str, torch.Tensor]:
+        """One step of behaviour pretraining on the training rows (labelled once, at its first step)."""
         if self.pretrain_calls == self.label_steps + 1:
             self.training_set = self.training_rows(buffer)
         batch = self.training_set.sample(self.settings.batch_size)
@@ -235,13 +252,11 @@ class ATAC(Agent):
                          terminals: torch.Tensor, rewards: torch.Tensor) -> dict[str, torch.Tensor]:
         """The pretraining's losses on one batch, in the order the step takes them: the temperature (stepped
         first, its new value used), then cloning and the critics' Bellman loss, the target EMA before them."""
-        log_alpha = self.pretrain_log_alpha
-        _, log_pi = self.policy.rsample(states)
-        optimise(self.pretraining_optimisers["alpha"], temperature_loss(log_alpha, log_pi, self.target_entropy))
+        cloning = tuned_cloning_losses(self.policy, self.pretrain_log_alpha, self.pretraining_optimisers["alpha"],
+                                       self.target_entropy, states, actions)
         soft_update(self.critic_target, self.critic, self.settings.tau)
-        cloning = behaviour_cloning_loss(self.policy, states, actions, log_pi, log_alpha.detach().exp())
         bellman = self.pretraining_bellman_loss(states, actions, next_states, terminals, rewards)
-        return {"cloning_loss": cloning, "bellman_loss": bellman, "log_pi": log_pi.detach().mean()}
+        return {"cloning_loss": cloning["cloning_loss"], "bellman_loss": bellman, "log_pi": cloning["log_pi"]}
 
     def behaviour_step(self, *batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """One step of behaviour pretraining: min cloning + Bellman loss over the policy and the critics."""

@@ -88,14 +88,7 @@ class MAHALO(ATAC):
         optimise(self.pretraining_optimisers["labels"], loss)
         return {"warmstart_reward_loss": loss.detach()}
 
-    def pretrain_step(self, buffer: Buffer) -> dict[str, torch.Tensor]:
-        """Phase A for warmstart_steps calls, then phase B."""
-        self.pretrain_calls += 1
-        if self.pretrain_calls <= self.label_steps:
-            return self.label_step(buffer)
-        return self.joint_pretraining_step(buffer)
-
-    def joint_pretraining_step(self, buffer: Buffer) -> dict[str, torch.Tensor]:
+    def behaviour_pretraining_step(self, buffer: Buffer) -> dict[str, torch.Tensor]:
         """Phase B: ATAC's behaviour pretraining on D_a with r^ = clip(g(s, s', d), r_min, r_max) (g learns where
         r^ is not clipped), plus 1e5 E_Dr[(g - r)^2]; one step of policy, critics and g."""
         states, actions, next_states, terminals = self.action_set_batch(buffer)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from agents.atac import (ATAC, HIDDEN_LAYERS, LOG_STD_RANGE, RUN_DEFAULTS, ATACSettings, Transitions, TransitionNet,
-                         behaviour_cloning_loss, temperature_loss)
+                         tuned_cloning_losses)
 from agents.base import Agent, AgentSettings, adam, optimise
 from agents.mahalo import reward_regression_loss
 from networks.policies import TanhGaussianPolicy
@@ -187,14 +187,10 @@ class RewardSetBC(Agent):
     def update(self, buffer: Buffer, step_index: int) -> dict[str, torch.Tensor]:
         """The temperature first, then cloning with the new alpha (as ATAC's pretraining)."""
         batch = self.training_set.sample(self.settings.batch_size)
-        _, log_pi = self.policy.rsample(batch.observations)
-        alpha_loss = temperature_loss(self.log_alpha, log_pi, self.target_entropy)
-        optimise(self.alpha_optimiser, alpha_loss)
-        alpha = self.log_alpha.detach().exp()
-        loss = behaviour_cloning_loss(self.policy, batch.observations, batch.actions, log_pi, alpha)
-        optimise(self.policy_optimiser, loss)
-        return {"cloning_loss": loss.detach(), "alpha_loss": alpha_loss.detach(), "alpha": alpha,
-                "log_pi": log_pi.detach().mean()}
+        losses = tuned_cloning_losses(self.policy, self.log_alpha, self.alpha_optimiser, self.target_entropy,
+                                      batch.observations, batch.actions)
+        optimise(self.policy_optimiser, losses["cloning_loss"])
+        return {key: value.detach() for key, value in losses.items()}
 
     @torch.no_grad()
     def act(self, states: torch.Tensor) -> torch.Tensor:

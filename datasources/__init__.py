@@ -23,7 +23,7 @@ from datasources.d4rl import d4rl_dir as d4rl_folder  # load_dataset's d4rl_dir 
 from datasources.hdf5 import load_hdf5_file
 from datasources.minari_ids import load_minari
 from utils.d4rl_tasks import LOCAL_VERSION, d4rl_score_for_env
-from utils.dataset import Dataset, transitions_from_arrays, user_score_reference
+from utils.dataset import Dataset, user_score_reference
 from utils.errors import UserInputError
 from utils.settings import NO_SCENARIO
 from utils.files import generated_data_dir
@@ -60,7 +60,7 @@ def load_dataset(
     if all_set is not None:
         parts = {quality: all_set(quality) for quality in scenarios.ACTION_SET_QUALITIES}
         expert = expert_set(all_set, scenario, env_name) if scenario in scenarios.NEEDS_EXPERT else None
-        dataset = union(env_name, parts) if scenario == NO_SCENARIO else scenarios.two_datasets(
+        dataset = scenarios.union(env_name, parts) if scenario == NO_SCENARIO else scenarios.two_datasets(
             env_name, parts, expert, scenario, reward_set_ratio, seed, remove_terminals)
         return with_user_overrides(dataset, eval_env, user_score)
     if dataset_path is not None:
@@ -109,19 +109,9 @@ def expert_set(load, scenario: str, env_name: str) -> Dataset:
                              f"{error}") from None
 
 
-def union(env_name: str, parts: dict[str, Dataset]) -> Dataset:
-    """An all-set without a scenario: its parts as one dataset, rewards and actions included."""
-    first = next(iter(parts.values()))
-    arrays = scenarios.concatenate([scenarios.as_arrays(part) for part in parts.values()])
-    return dataclasses.replace(
-        transitions_from_arrays(env_name, **arrays, eval_env_id=first.eval_env_id,
-                                eval_env_kwargs=first.eval_env_kwargs, score=first.score,
-                                source=", ".join(part.source for part in parts.values())),
-        parts={"action_set": {quality: part.size for quality, part in parts.items()}})
-
-
 def folder_to_write(env_name: str, *, dataset_path=None, d4rl_dir=None, data_dir=None, fetch_starts: int = 50,
-                    fetch_data: str = "branching", seed: int = 0) -> tuple[str, Path] | None:
+                    fetch_data: str = "branching", seed: int = 0,
+                    scenario: str = NO_SCENARIO) -> tuple[str, Path] | None:
     """(flag, folder) that loading this dataset will write to (a download, a generated set), or None when it
     only reads: so a run can check the folder before any work."""
     name = env_name.lower()
@@ -131,8 +121,9 @@ def folder_to_write(env_name: str, *, dataset_path=None, d4rl_dir=None, data_dir
                                                                   fetch_data).exists():
         return "data_dir", generated_data_dir(data_dir)
     env = scenarios.all_set_env(name, "v2")
-    wanted = [f"{env}-{quality}-v2" for quality in (*scenarios.ACTION_SET_QUALITIES, scenarios.EXPERT_QUALITY)] \
-        if env else [name] if name in D4RL_NAMES else []
+    expert = (scenarios.EXPERT_QUALITY,) if scenario in scenarios.NEEDS_EXPERT else ()
+    qualities = scenarios.ACTION_SET_QUALITIES + expert
+    wanted = [f"{env}-{quality}-v2" for quality in qualities] if env else [name] if name in D4RL_NAMES else []
     if any(not (d4rl_folder(d4rl_dir) / d4rl_file_name(file)).exists() for file in wanted):
         return "d4rl_dir", d4rl_folder(d4rl_dir)
     return None

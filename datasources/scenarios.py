@@ -65,6 +65,21 @@ def take(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarra
     return {key: value[rows] for key, value in arrays.items()}
 
 
+def from_arrays(label: str, arrays: dict[str, np.ndarray], like: Dataset, source: str) -> Dataset:
+    """A Dataset of these rows, evaluated and scored as `like` is."""
+    return transitions_from_arrays(label, **arrays, eval_env_id=like.eval_env_id, eval_env_kwargs=like.eval_env_kwargs,
+                                   score=like.score, source=source)
+
+
+def union(name: str, parts: dict[str, Dataset]) -> Dataset:
+    """An all-set without a scenario: its parts as one dataset, true rewards and actions included, evaluated
+    as the first part is."""
+    arrays = concatenate([as_arrays(part) for part in parts.values()])
+    return dataclasses.replace(
+        from_arrays(name, arrays, next(iter(parts.values())), ", ".join(part.source for part in parts.values())),
+        parts={"action_set": {quality: part.size for quality, part in parts.items()}})
+
+
 def trajectories(arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The row indices of each trajectory, in file order (a trajectory ends at a terminal or a timeout)."""
     ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"])
@@ -148,9 +163,7 @@ def two_datasets(name: str, action_parts: dict[str, Dataset], expert: Dataset | 
     label = f"{name}_{scenario}"
 
     def dataset(arrays: dict[str, np.ndarray], what: str) -> Dataset:
-        return transitions_from_arrays(label, **arrays, eval_env_id=first.eval_env_id,
-                                       eval_env_kwargs=first.eval_env_kwargs, score=first.score,
-                                       source=f"{what} of {name} ({scenario})")
+        return from_arrays(label, arrays, first, f"{what} of {name} ({scenario})")
 
     return dataclasses.replace(dataset(action_set, "action set"), reward_set=dataset(reward_set, "reward set"),
                                reward_range=reward_range(scenario, reward_set["rewards"]), parts=parts)

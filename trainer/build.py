@@ -53,7 +53,7 @@ def check_output_folders(config: Config) -> None:
         folders["gmm_dir"] = run.gmm_dir
     data = folder_to_write(run.env_name, dataset_path=run.dataset_path or None, d4rl_dir=run.d4rl_dir or None,
                            data_dir=run.data_dir or None, fetch_starts=run.fetch_starts, fetch_data=run.fetch_data,
-                           seed=run.seed)
+                           seed=run.seed, scenario=run.scenario)
     if data is not None:
         folders[data[0]] = data[1]
     for flag, folder in folders.items():
