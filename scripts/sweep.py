@@ -22,10 +22,11 @@ from pathlib import Path
 
 from agents import AGENTS
 from datasources import is_known_name, unknown_name_message
-from trainer.config import NOT_COMPARED, RUN_NAMES, FlagParser, chosen_agent, parse_config, read_yaml
+from trainer.config import (NOT_COMPARED, RUN_NAMES, FlagParser, changed_settings, chosen_agent, parse_config,
+                            read_yaml, saved_config)
 from trainer.loop import StopRequests
 from utils.errors import UserInputError
-from utils.settings import NO_SCENARIO, SCENARIOS, WITHOUT_REWARD_SET_ACTIONS, RunSettings, coerce
+from utils.settings import NO_SCENARIO, SCENARIOS, WITHOUT_REWARD_SET_ACTIONS, Config, RunSettings, coerce
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEP_OWNED = ("env_name", "agent", "seed", "scenario", "run_dir", "resume")  # the grid sets these for each run
@@ -367,10 +368,23 @@ def plan_runs(sweep: Sweep) -> list[Run]:
             if not refuses(agent, scenario) for seed in sweep.seeds]
     for run in runs:
         try:
-            parse_config(list(run.command[2:]))
+            check_existing_run(run, parse_config(list(run.command[2:])))
         except UserInputError as error:
             raise UserInputError(f"{run.label}: {error}") from None
     return runs
+
+
+def check_existing_run(run: Run, config: Config) -> None:
+    """A run already in the grid's folder for this cell must have been started with the settings the grid gives it
+    now. The folder's name holds only the sweep's own settings, so a default or a configs/ file that changed since
+    would otherwise pass unseen: the finished run would be skipped and its score mixed with the new runs'."""
+    if not (run.directory / "config.json").exists():
+        return
+    started, now = changed_settings(saved_config(run.directory).to_dict(), config.to_dict())
+    if started:
+        raise UserInputError(f"{run.directory} holds a run started with {started}, but the sweep now gives it {now} "
+                             "(a default or a configs/ file changed since it ran); move that folder away to run it "
+                             "again, or give another --root")
 
 
 def refuses(agent: str, scenario: str) -> bool:

@@ -8,6 +8,7 @@ The grid is 2 datasets x 2 agents x 2 seeds of tiny runs: the toy task and a fou
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,6 +127,29 @@ def test_dry_run_lists_every_run_with_its_state_directory_and_command_and_launch
     assert sweep.main([*launched.args, "--dry_run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in lines[:-1]] == [["finished", str(run.directory)] for run in launched.runs]
+
+
+def test_a_run_started_with_other_settings_than_the_grid_gives_it_now_stops_the_sweep_before_any_launch(
+        launched, tmp_path, capsys):
+    """As after a changed default: the finished run's folder name is the same, but its config.json says it was
+    started with another discount than the one the grid now gives it. Skipping it would put its score in tables
+    beside runs made with the new settings."""
+    old_root = launched.runs[0].directory.parents[2]
+    root = tmp_path / "runs"
+    shutil.copytree(old_root, root)
+    stale = root / launched.runs[0].directory.relative_to(old_root)
+    config = json.loads((stale / "config.json").read_text())
+    (stale / "config.json").write_text(json.dumps(config | {"discount": 0.98}))
+    before = {path: path.stat().st_mtime_ns for path in root.rglob("*")}
+    args = [*launched.args[:launched.args.index("--root")], "--root", str(root)]
+
+    for launcher in (["--launcher", "local"], ["--dry_run"]):
+        assert sweep.main([*args, *launcher]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line == (f"error: {launched.runs[0].label}: {stale} holds a run started with --discount 0.98, but the "
+                        "sweep now gives it --discount 0.99 (a default or a configs/ file changed since it ran); move "
+                        "that folder away to run it again, or give another --root")
+    assert {path: path.stat().st_mtime_ns for path in root.rglob("*")} == before  # nothing launched or rewritten
 
 
 def test_a_signal_to_a_local_sweep_stops_its_run_with_a_checkpoint_and_starts_no_other(tmp_path):

@@ -166,19 +166,25 @@ def saved_config(run_dir: Path) -> Config:
                   files=tuple(values.get("config_files", ())))
 
 
+def changed_settings(kept: dict, wanted: dict) -> tuple[str, str]:
+    """The settings `wanted` gives other values than a run started with `kept` (both Config.to_dict() form), as
+    two flag lists (as started, as wanted); ("", "") when none. Raising --training_steps extends a run and is no
+    change."""
+    changed = [name for name, value in wanted.items()
+               if name in kept and name not in NOT_COMPARED and value != kept[name]
+               and not (name == "training_steps" and value > kept[name])]
+    return (", ".join(f"--{name} {kept[name]}" for name in changed),
+            ", ".join(f"--{name} {wanted[name]}" for name in changed))
+
+
 def resumed_config(requested: Config, run_dir: Path, compare_all: bool, flag: str = "--resume") -> Config:
     """The saved run's own settings. A setting that `requested` changes is refused, naming its flag; only
     --training_steps may be raised, to extend the run. `compare_all`: compare every setting (--resume auto,
     where flags, YAML and defaults make the request), else only those asked for explicitly (--resume DIR)."""
     saved = saved_config(run_dir)
-    kept = saved.to_dict()
     wanted = requested.to_dict() if compare_all else requested.asked
-    changed = [name for name, value in wanted.items()
-               if name in kept and name not in NOT_COMPARED and value != kept[name]
-               and not (name == "training_steps" and value > kept[name])]
-    if changed:
-        started = ", ".join(f"--{name} {kept[name]}" for name in changed)
-        asked = ", ".join(f"--{name} {wanted[name]}" for name in changed)
+    started, asked = changed_settings(saved.to_dict(), wanted)
+    if started:
         raise UserInputError(f"{flag} {run_dir}: the run was started with {started}, not {asked}; resume it "
                              "with its own settings (only --training_steps may be raised, to extend it), or start "
                              "a new run")
