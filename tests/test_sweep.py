@@ -134,14 +134,14 @@ def test_a_run_started_with_other_settings_than_the_grid_gives_it_now_stops_the_
     """As after a changed default: the finished run's folder name is the same, but its config.json says it was
     started with another discount than the one the grid now gives it. Skipping it would put its score in tables
     beside runs made with the new settings."""
-    old_root = launched.runs[0].directory.parents[2]
-    root = tmp_path / "runs"
+    root_flag = launched.args.index("--root")
+    old_root, root = Path(launched.args[root_flag + 1]), tmp_path / "runs"
     shutil.copytree(old_root, root)
     stale = root / launched.runs[0].directory.relative_to(old_root)
     config = json.loads((stale / "config.json").read_text())
     (stale / "config.json").write_text(json.dumps(config | {"discount": 0.98}))
     before = {path: path.stat().st_mtime_ns for path in root.rglob("*")}
-    args = [*launched.args[:launched.args.index("--root")], "--root", str(root)]
+    args = [*launched.args[:root_flag], "--root", str(root)]
 
     for launcher in (["--launcher", "local"], ["--dry_run"]):
         assert sweep.main([*args, *launcher]) == 2
