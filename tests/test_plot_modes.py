@@ -16,7 +16,9 @@ SEED = 1
 STARTS = 6  # 6 x 4 goals x 50 steps = 1,200 rows: more than LOM's hyper Q batch
 TINY = ["--fetch_starts", str(STARTS), "--fetch_data", "start_only", "--training_steps", "40", "--eval_every", "20",
         "--eval_episodes", "4"]
-AGENT_FLAGS = {"bc": [], "lom": ["--gmm_steps", "40", "--hyper_batch_size", "256"]}
+MODE_MIN_WEIGHT = 0.05  # not LOM's default (0): the plot must follow the run's own selection rule
+AGENT_FLAGS = {"bc": [], "lom": ["--gmm_steps", "40", "--hyper_batch_size", "256",
+                              "--mode_min_weight", str(MODE_MIN_WEIGHT)]}
 
 
 def environment(data_dir: Path) -> dict:
@@ -59,9 +61,9 @@ def test_figure_2_shows_the_dataset_labels_and_each_agents_action_distribution(r
     np.testing.assert_allclose(picture["dataset_actions"], labels, atol=1e-6)
     bc, lom = picture["panels"]
     assert (bc["agent"], lom["agent"]) == ("bc", "lom") and set(bc) == {"agent", "action"}
-    # the hyper Q's argmax among the components with at least mode_min_weight (the config's 0.05) of the mixture
+    # the hyper Q's argmax among the components with at least MODE_MIN_WEIGHT of the mixture
     weights, hyper_q = np.array(lom["weights"]), np.array(lom["hyper_q"])
-    eligible = weights >= min(0.05, weights.max())
+    eligible = weights >= min(MODE_MIN_WEIGHT, weights.max())
     assert lom["selected_component"] == int(np.argmax(np.where(eligible, hyper_q, -np.inf)))
     assert len(weights) == lom["num_mixtures"] == 4 and abs(weights.sum() - 1) < 1e-5
     # LOM's samples come from the selected component: their mean is near its mean (clipped to the action box)
