@@ -1,4 +1,4 @@
-"""scripts/plot_modes.py on real (tiny) four-goal FetchReach runs of BC and LOM trained by train.py."""
+"""scripts/plot_modes.py and scripts/mode_choice.py on real (tiny) four-goal FetchReach runs of BC and LOM."""
 
 import json
 import os
@@ -84,4 +84,21 @@ def test_figure_4_draws_one_panel_per_lom_run(runs, tmp_path):
 
 def test_plot_without_a_lom_run_says_what_to_run_first(tmp_path):
     result = run(["-m", "scripts.plot_modes", str(tmp_path)], tmp_path)
+    assert result.returncode == 2 and "no finished LOM run" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_mode_choice_counts_the_rows_where_the_selected_component_is_empty(runs):
+    log_path, data_dir = runs
+    share = {}
+    for below in ("0.05", "1.01"):
+        result = run(["-m", "scripts.mode_choice", str(log_path), "--task", TASK, "--seeds", str(SEED), "--rows",
+                      "500", "--below", below], data_dir)
+        assert result.returncode == 0, result.stderr[-3000:]
+        share[below] = float(result.stdout.split(" of the mixture at ")[1].split(" %")[0])
+    # the run selects among components with >= MODE_MIN_WEIGHT only, so never an empty one; every weight is < 1.01
+    assert share == {"0.05": 0.0, "1.01": 100.0}
+
+
+def test_mode_choice_without_a_lom_run_says_what_to_run_first(tmp_path):
+    result = run(["-m", "scripts.mode_choice", str(tmp_path)], tmp_path)
     assert result.returncode == 2 and "no finished LOM run" in result.stderr and "Traceback" not in result.stderr
