@@ -23,7 +23,12 @@ a stand-in that provides those names and raises if anything else is called.
     python -m benchmarks.corl --corl_path CORL --algo cql --steps 50 --warmup 10
 
 Compare with `python -m benchmarks.throughput --benchmark update --agent NAME` at the same flags, run in turn
-with this one. Our comparison (2026-12-02, 2-core Xeon VM) used CORL's files at commits 2b19dd1 (td3_bc.py,
+with this one, or pass --paired: our agent (its defaults) and CORL's then run in one process in alternating
+blocks of --block steps, whose order swaps each round, and the JSON line gives both rates, their ratio and the
+median and quartiles of the block-by-block ratio. On a shared or virtual machine whose speed drifts between
+runs, the paired ratio is the figure to trust.
+
+    python -m benchmarks.corl --corl_path CORL --threads 2 --paired --steps 600 --warmup 30 --algo td3bc Our comparison (2026-12-02, 2-core Xeon VM) used CORL's files at commits 2b19dd1 (td3_bc.py,
 iql.py), 00d356a (awac.py) and 1254f0b (cql.py).
 """
 
@@ -35,7 +40,9 @@ import hashlib
 import importlib.util
 import inspect
 import math
+import statistics
 import subprocess
+import time
 import sys
 import types
 from functools import cache
@@ -45,9 +52,11 @@ from typing import Callable
 import torch
 
 # Run as `python -m benchmarks.corl` from anywhere: the project's packages live in the repo root.
-from benchmarks.throughput import PRESETS, Preset, emit, machine_info, synthetic_dataset, time_steps
+from benchmarks.throughput import (PRESETS, SEED, Preset, emit, machine_info, make_agent, synchronise,
+                                   synthetic_dataset, time_steps)
+from utils.buffer import Buffer
 from utils.errors import UserInputError
-from utils.runtime import resolve_device
+from utils.runtime import resolve_device, seed_everything
 from utils.settings import parse_bool
 
 FILES = {"td3bc": "td3_bc", "iql": "iql", "awac": "awac", "cql": "cql"}  # our agent name -> CORL's file
@@ -249,15 +258,60 @@ def measure(algo: str, module: types.ModuleType, config, path: Path, args: argpa
     def step(_):
         update([b.to(config.device) for b in buffer.sample(config.batch_size)])
 
-    seconds = time_steps(step, args.steps, args.warmup, device)
+    if args.paired:
+        measured = paired_summary(*interleave(ours_update(algo, args.preset, device), step, args, device), args.block)
+    else:
+        seconds = time_steps(step, args.steps, args.warmup, device)
+        measured = {"steps_per_s": args.steps / seconds, "seconds": seconds}
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return {"benchmark": "update", "agent": algo, "implementation": "corl", "preset": args.preset, **machine,
+    return {"benchmark": "update", "agent": algo, "implementation": "paired" if args.paired else "corl",
+            "preset": args.preset, **machine,
             "dataset_size": preset.size, "obs_dim": preset.obs_dim, "act_dim": preset.act_dim,
             "settings": json_safe(dataclasses.asdict(config)),
             "corl_file": f"algorithms/offline/{path.name}", "corl_commit": git_commit(path.parent),
             "corl_file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "steps_per_s": args.steps / seconds, "steps": args.steps, "warmup": args.warmup, "seconds": seconds,
-            "date": stamp}
+            **measured, "steps": args.steps, "warmup": args.warmup, "date": stamp}
+
+
+# ---- paired timing: ours and CORL's in alternating blocks of one process -----------------------------
+def ours_update(algo: str, preset_name: str, device: torch.device) -> Callable[[int], object]:
+    """Our agent's update at its defaults, on the same synthetic data, set up as benchmarks.throughput does."""
+    buffer = Buffer(preset_data(preset_name), device, normalise=True)
+    seed_everything(SEED)
+    agent = make_agent(algo, PRESETS[preset_name], {}, buffer, device)
+    agent.finish_pretraining(buffer)
+    return lambda i: agent.update(buffer, i)
+
+
+def interleave(ours: Callable[[int], object], corl: Callable[[int], object], args: argparse.Namespace,
+               device: torch.device) -> tuple[list[float], list[float]]:
+    """Seconds of each --block-step block of ours and of CORL's, in turns whose order swaps every round, so a
+    drift of the machine's speed (this VM's rates move by 30 % between runs) falls on both alike."""
+    seconds: dict[Callable, list[float]] = {ours: [], corl: []}
+    for i in range(1, args.warmup + 1):
+        ours(i), corl(i)
+    for round_ in range(args.steps // args.block):
+        for step in ((ours, corl) if round_ % 2 == 0 else (corl, ours)):
+            first = args.warmup + round_ * args.block + 1
+            synchronise(device)
+            start = time.perf_counter()
+            for i in range(first, first + args.block):
+                step(i)
+            synchronise(device)
+            seconds[step].append(time.perf_counter() - start)
+    return seconds[ours], seconds[corl]
+
+
+def paired_summary(ours_seconds: list[float], corl_seconds: list[float], block: int) -> dict:
+    """Both rates, their ratio over all blocks, and the median and quartiles of the block-by-block ratio."""
+    ratios = [corl / ours for ours, corl in zip(ours_seconds, corl_seconds)]
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {"ours_steps_per_s": block * len(ours_seconds) / sum(ours_seconds),
+            "corl_steps_per_s": block * len(corl_seconds) / sum(corl_seconds),
+            "ours_over_corl": sum(corl_seconds) / sum(ours_seconds),
+            "block_ratio_median": statistics.median(ratios),
+            "block_ratio_quartiles": [quartiles[0], quartiles[2]], "block": block,
+            "seconds": sum(ours_seconds) + sum(corl_seconds)}
 
 
 # ---- command line ----------------------------------------------------------------------------------
@@ -275,11 +329,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads(N)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                         help="set a TrainConfig field of every chosen algorithm that has it (repeatable)")
+    parser.add_argument("--paired", action="store_true",
+                        help="also time our agent (its defaults) in blocks alternating with CORL's, in this "
+                             "process, and report the ratio (steps = each side's timed steps)")
+    parser.add_argument("--block", type=int, default=10, help="steps per block with --paired")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     args = parser.parse_args(argv)
     args.algo = args.algo or list(FILES)
     if args.steps < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--steps and --threads must be at least 1, --warmup at least 0")
+    if args.paired and not 1 <= args.block <= args.steps:
+        parser.error("--block must be at least 1 and at most --steps")
     return args
 
 

@@ -26,3 +26,15 @@ def test_a_directory_without_corls_files_is_refused_in_one_line(tmp_path):
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1
     assert "no algorithms/offline/td3_bc.py there" in result.stderr
+
+
+def test_the_paired_summary_is_the_ratio_of_summed_block_times_and_the_median_block_ratio():
+    from benchmarks.corl import paired_summary
+
+    # Ours takes 1, 2, 1, 4 s per 10-step block; CORL's 2, 3, 1, 8 s: block ratios 2, 1.5, 1, 2.
+    summary = paired_summary([1.0, 2.0, 1.0, 4.0], [2.0, 3.0, 1.0, 8.0], block=10)
+    assert summary["ours_steps_per_s"] == 40 / 8 and summary["corl_steps_per_s"] == 40 / 14
+    assert summary["ours_over_corl"] == 14 / 8
+    assert summary["block_ratio_median"] == 1.75  # the mean of the middle two, 1.5 and 2
+    assert summary["block_ratio_quartiles"] == [1.125, 2.0]  # statistics.quantiles' exclusive method
+    assert summary["seconds"] == 22.0
