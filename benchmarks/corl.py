@@ -26,9 +26,12 @@ Compare with `python -m benchmarks.throughput --benchmark update --agent NAME` a
 with this one, or pass --paired: our agent (its defaults) and CORL's then run in one process in alternating
 blocks of --block steps, whose order swaps each round, and the JSON line gives both rates, their ratio and the
 median and quartiles of the block-by-block ratio. On a shared or virtual machine whose speed drifts between
-runs, the paired ratio is the figure to trust.
+runs, the paired ratio is the figure to trust. --profile prints the top operations of CORL's step (torch's
+profiler, as `benchmarks.throughput --profile` does for ours) to stderr.
 
-    python -m benchmarks.corl --corl_path CORL --threads 2 --paired --steps 600 --warmup 30 --algo td3bc Our comparison (2026-12-02, 2-core Xeon VM) used CORL's files at commits 2b19dd1 (td3_bc.py,
+    python -m benchmarks.corl --corl_path CORL --threads 2 --paired --steps 600 --warmup 30 --algo td3bc
+
+Our comparison (2026-12-02, 2-core Xeon VM) used CORL's files at commits 2b19dd1 (td3_bc.py,
 iql.py), 00d356a (awac.py) and 1254f0b (cql.py).
 """
 
@@ -42,7 +45,6 @@ import inspect
 import math
 import statistics
 import subprocess
-import time
 import sys
 import types
 from functools import cache
@@ -52,11 +54,11 @@ from typing import Callable
 import torch
 
 # Run as `python -m benchmarks.corl` from anywhere: the project's packages live in the repo root.
-from benchmarks.throughput import (PRESETS, SEED, Preset, emit, machine_info, make_agent, synchronise,
-                                   synthetic_dataset, time_steps)
+from benchmarks.throughput import (PRESETS, Preset, emit, machine_info, make_agent, print_profile,
+                                   synthetic_dataset, time_range, time_steps)
 from utils.buffer import Buffer
 from utils.errors import UserInputError
-from utils.runtime import resolve_device, seed_everything
+from utils.runtime import resolve_device
 from utils.settings import parse_bool
 
 FILES = {"td3bc": "td3_bc", "iql": "iql", "awac": "awac", "cql": "cql"}  # our agent name -> CORL's file
@@ -263,6 +265,8 @@ def measure(algo: str, module: types.ModuleType, config, path: Path, args: argpa
     else:
         seconds = time_steps(step, args.steps, args.warmup, device)
         measured = {"steps_per_s": args.steps / seconds, "seconds": seconds}
+    if args.profile:
+        print_profile(step, device, f"CORL's {algo} update on {args.preset} ({device})")
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return {"benchmark": "update", "agent": algo, "implementation": "paired" if args.paired else "corl",
             "preset": args.preset, **machine,
@@ -277,7 +281,6 @@ def measure(algo: str, module: types.ModuleType, config, path: Path, args: argpa
 def ours_update(algo: str, preset_name: str, device: torch.device) -> Callable[[int], object]:
     """Our agent's update at its defaults, on the same synthetic data, set up as benchmarks.throughput does."""
     buffer = Buffer(preset_data(preset_name), device, normalise=True)
-    seed_everything(SEED)
     agent = make_agent(algo, PRESETS[preset_name], {}, buffer, device)
     agent.finish_pretraining(buffer)
     return lambda i: agent.update(buffer, i)
@@ -292,20 +295,14 @@ def interleave(ours: Callable[[int], object], corl: Callable[[int], object], arg
         ours(i), corl(i)
     for round_ in range(args.steps // args.block):
         for step in ((ours, corl) if round_ % 2 == 0 else (corl, ours)):
-            first = args.warmup + round_ * args.block + 1
-            synchronise(device)
-            start = time.perf_counter()
-            for i in range(first, first + args.block):
-                step(i)
-            synchronise(device)
-            seconds[step].append(time.perf_counter() - start)
+            seconds[step].append(time_range(step, args.warmup + round_ * args.block + 1, args.block, device))
     return seconds[ours], seconds[corl]
 
 
 def paired_summary(ours_seconds: list[float], corl_seconds: list[float], block: int) -> dict:
     """Both rates, their ratio over all blocks, and the median and quartiles of the block-by-block ratio."""
     ratios = [corl / ours for ours, corl in zip(ours_seconds, corl_seconds)]
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    quartiles = statistics.quantiles(ratios, n=4)  # needs two blocks or more: parse_args sees to it
     return {"ours_steps_per_s": block * len(ours_seconds) / sum(ours_seconds),
             "corl_steps_per_s": block * len(corl_seconds) / sum(corl_seconds),
             "ours_over_corl": sum(corl_seconds) / sum(ours_seconds),
@@ -333,13 +330,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also time our agent (its defaults) in blocks alternating with CORL's, in this "
                              "process, and report the ratio (steps = each side's timed steps)")
     parser.add_argument("--block", type=int, default=10, help="steps per block with --paired")
+    parser.add_argument("--profile", action="store_true",
+                        help="print the top operations of CORL's step to stderr (torch profiler)")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     args = parser.parse_args(argv)
     args.algo = args.algo or list(FILES)
     if args.steps < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--steps and --threads must be at least 1, --warmup at least 0")
-    if args.paired and not 1 <= args.block <= args.steps:
-        parser.error("--block must be at least 1 and at most --steps")
+    if args.paired and not 1 <= args.block <= args.steps // 2:
+        parser.error("--block must be at least 1 and at most half of --steps (the ratio's spread needs two blocks)")
     return args
 
 

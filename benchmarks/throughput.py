@@ -119,7 +119,9 @@ def synthetic_dataset(name: str, preset: Preset) -> Dataset:
 
 
 def make_agent(name: str, preset: Preset, overrides: dict, buffer: Buffer, device: torch.device) -> Agent:
-    """The agent with its default settings (LOM: the preset's), then the --set overrides that it has."""
+    """The agent with its default settings (LOM: the preset's), then the --set overrides that it has; its
+    networks initialised from SEED, so every measurement of it starts from the same weights."""
+    seed_everything(SEED)
     settings_class = AGENTS[name].Settings
     settings = settings_class()
     if settings_class is LOMSettings:
@@ -194,9 +196,14 @@ def time_steps(step: Callable[[int], object], steps: int, warmup: int, device: t
     """Seconds for `steps` calls of step(i) after `warmup` untimed ones; i counts from 1 like train.py."""
     for i in range(1, warmup + 1):
         step(i)
+    return time_range(step, warmup + 1, steps, device)
+
+
+def time_range(step: Callable[[int], object], first: int, steps: int, device: torch.device) -> float:
+    """Seconds for step(first), ..., step(first + steps - 1), the device's queue drained at both ends."""
     synchronise(device)
     start = time.perf_counter()
-    for i in range(warmup + 1, warmup + steps + 1):
+    for i in range(first, first + steps):
         step(i)
     synchronise(device)
     return time.perf_counter() - start
@@ -273,7 +280,6 @@ def run_preset(name: str, args: argparse.Namespace, device: torch.device, machin
     dataset = synthetic_dataset(name, preset)
     buffer = Buffer(dataset, device, normalise=True)
     for position, agent_name in enumerate(args.agent):
-        seed_everything(SEED)
         agent = make_agent(agent_name, preset, args.overrides, buffer, device)
         yield from measure_agent(agent_name, agent, preset, name, buffer, args, device, machine)
         if position == 0 and "eval_env" in args.benchmark:

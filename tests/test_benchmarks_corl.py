@@ -38,3 +38,11 @@ def test_the_paired_summary_is_the_ratio_of_summed_block_times_and_the_median_bl
     assert summary["block_ratio_median"] == 1.75  # the mean of the middle two, 1.5 and 2
     assert summary["block_ratio_quartiles"] == [1.125, 2.0]  # statistics.quantiles' exclusive method
     assert summary["seconds"] == 22.0
+
+
+def test_paired_timing_asks_for_at_least_two_blocks(tmp_path):
+    command = [sys.executable, "-m", "benchmarks.corl", "--corl_path", str(tmp_path), "--paired", "--steps", "10",
+               "--block", "10"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "--block must be at least 1 and at most half of --steps" in result.stderr
