@@ -12,12 +12,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+import envs
 from trainer.build import check_output_folders, load_data, make_agent, make_buffer, wandb_options
 from trainer.config import parse_config, record_training_steps, resumed_config
 from trainer.loop import StopRequests, restore, train
 from trainer.pretraining import pretrain
 from utils.checkpoints import checkpoints, load_latest_checkpoint
-from utils.errors import Interrupted, TrainingDiverged, UserInputError
+from utils.errors import Interrupted, UserInputError, exit_status
 from utils.evaluation import Evaluator
 from utils.logger import RunLogger, latest_unfinished_run, run_directory, wandb_problem
 from utils.runlock import RunLock
@@ -36,6 +37,8 @@ def run(config: Config, signals: StopRequests) -> dict:
         torch.use_deterministic_algorithms(config.run.deterministic)
         device = resolve_device(config.run.device)
         check_output_folders(config)
+        with signals.held():
+            envs.import_simulator()
         dataset = load_data(config)
         if config.run.resume == "auto":
             resume_dir = latest_unfinished_run(config.run.log_path, dataset.name, config.run.agent, config.run.seed)
@@ -153,18 +156,7 @@ def extend(run_dir: Path, training_steps: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     with StopRequests() as signals:
-        try:
-            run(parse_config(argv), signals)
-        except UserInputError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        except TrainingDiverged as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 3
-        except Interrupted as stop:
-            print(str(stop), file=sys.stderr)
-            return 128 + stop.signal_number
-    return 0
+        return exit_status(lambda: run(parse_config(argv), signals))
 
 
 if __name__ == "__main__":

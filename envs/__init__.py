@@ -25,3 +25,11 @@ for _task, _env_id in FETCH_FOUR_GOAL_IDS.items():
 # D4RL's v2 data needs the v4 MuJoCo models (v5 changed them), so the v4 envs are chosen on purpose:
 # gymnasium's advice to upgrade them would only push every one-line error off its one line.
 warnings.filterwarnings("ignore", message=r".*The environment \w+-v4 is out of date", category=DeprecationWarning)
+
+
+def import_simulator() -> None:
+    """MuJoCo and gymnasium's MuJoCo renderer, imported ahead of the first env. Their import initialises
+    compiled modules and, for GLFW, starts helper processes that read a line from a pipe. A signal handler
+    that raises in the middle turns into "ImportError: initialization failed" and leaves a helper printing
+    its own traceback, so `train.py` imports them here, in a block that a stop waits for."""
+    import gymnasium.envs.mujoco.mujoco_rendering  # noqa: F401

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from gymnasium.error import DependencyNotInstalled
+
+from trainer.loop import StopRequests
+from utils.errors import Interrupted, exit_status
 
 REPO = Path(__file__).resolve().parent.parent
 FLAGS = ["--training_steps", "600", "--eval_every", "100", "--gmm_steps", "100", "--save_gmm", "0",
@@ -223,19 +227,51 @@ def test_a_signal_during_pretraining_exits_128_plus_n_in_one_line_and_leaves_no_
     assert "Traceback" not in stderr and list(log_path.iterdir()) == []
 
 
-def test_a_signal_while_data_is_made_stops_in_one_line_and_leaves_no_partial_file(tmp_path):
+@pytest.mark.parametrize("delay", [0.0, 0.02, 0.05])
+def test_a_signal_while_data_is_made_stops_in_one_line_and_leaves_no_partial_file(tmp_path, delay):
+    # The delays are where a signal landed inside the first Fetch env's import of MuJoCo and GLFW before
+    # train.py imported them in a held block (envs.import_simulator).
     data_dir, log_path = tmp_path / "data", tmp_path / "runs"
     process = subprocess.Popen([sys.executable, "train.py", "--env_name", "fetchreach-fourgoal-v0", "--data_dir",
                                 str(data_dir), "--log_path", str(log_path)], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     assert process.stdout.readline().startswith("making fetchreach-fourgoal-v0_")  # 200 start states: a minute
+    time.sleep(delay)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM
-    assert stderr.strip().splitlines()[-1] == (f"stopped by signal {int(signal.SIGTERM)} before the run started; "
-                                               "nothing was written")
+    assert (process.returncode, stderr.strip().splitlines()[-1]) == (
+        128 + signal.SIGTERM, f"stopped by signal {int(signal.SIGTERM)} before the run started; nothing was written")
     assert "Traceback" not in stderr and not log_path.exists()
     assert not data_dir.exists() or list(data_dir.iterdir()) == []
+
+
+def test_a_signal_inside_a_held_block_lets_it_finish_and_stops_the_run_at_its_end():
+    finished = False
+    with StopRequests() as signals:
+        with pytest.raises(Interrupted, match=f"^stopped by signal {int(signal.SIGTERM)} before the run started; "
+                                              "nothing was written$"):
+            with signals.held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # the handler runs in here, and lets the block go on
+                finished = True
+    assert finished
+
+
+def test_a_stop_that_a_library_turned_into_its_own_error_is_still_a_stop(capsys):
+    def import_cut_short():  # what MuJoCo's compiled module and gymnasium's import of it make of a signal
+        try:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except BaseException as error:
+                raise ImportError("initialization failed") from error
+        except ImportError as error:
+            raise DependencyNotInstalled("MuJoCo is not installed") from error
+
+    with StopRequests():
+        assert exit_status(import_cut_short) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == (f"stopped by signal {int(signal.SIGTERM)} before the run started; nothing was "
+                                       "written\n")
 
 
 # ---- --run_dir: a run's directory named by the caller -------------------------------------------------------

@@ -2,6 +2,7 @@
 checkpoint after every evaluation and when SIGTERM or SIGINT arrives."""
 
 import signal
+from contextlib import contextmanager
 
 from tqdm import tqdm
 
@@ -21,22 +22,37 @@ class StopRequests:
     """SIGTERM and SIGINT (a cluster pre-empting the job, Ctrl-C) for the whole run, never a traceback.
 
     Until `defer()`, while nothing but atomic files has been written, a signal stops at once: the handler
-    raises Interrupted. Once the run has a directory, a signal only sets `received`; the pretraining and
-    training loops look at it every step and stop cleanly (the training loop after a checkpoint)."""
+    raises Interrupted, except inside `held()`, which it is left to finish first. Once the run has a
+    directory, a signal only sets `received`; the pretraining and training loops look at it every step and
+    stop cleanly (the training loop after a checkpoint)."""
 
     def __enter__(self):
-        self.received, self.deferred = None, False
+        self.received, self.deferred, self.holding = None, False, False
         self.previous = {sig: signal.signal(sig, self.receive) for sig in (signal.SIGTERM, signal.SIGINT)}
         return self
 
     def defer(self) -> None:
         self.deferred = True
 
+    @contextmanager
+    def held(self):
+        """A block that a stop must not cut short; a signal that arrives inside it stops the run at its end."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.received is not None and not self.deferred:
+            raise self.stop_before_start()
+
     def receive(self, signal_number, frame):
         self.received = signal_number
-        if not self.deferred:
-            raise Interrupted(f"stopped by signal {signal_number} before the run started; nothing was written",
-                              signal_number)
+        if not (self.deferred or self.holding):
+            raise self.stop_before_start()
+
+    def stop_before_start(self) -> Interrupted:
+        return Interrupted(f"stopped by signal {self.received} before the run started; nothing was written",
+                           self.received)
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():

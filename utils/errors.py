@@ -1,7 +1,7 @@
-"""The one exception type for mistakes a user can fix (bad flags, missing or broken data).
+"""How a command ends early: a mistake the user can fix, a diverged loss, a stop by signal.
 
-`train.py` prints its message as a single line on stderr and exits with status 2, no traceback; the scripts
-do the same through `exit_status`.
+`train.py` and the scripts turn each into one line on stderr and an exit status, no traceback, through
+`exit_status`.
 """
 
 import sys
@@ -29,11 +29,28 @@ class Interrupted(BaseException):
         self.signal_number = signal_number
 
 
+def interruption_behind(error: BaseException) -> Interrupted | None:
+    """The Interrupted behind `error`, when a library turned the stop into an error of its own. A signal that
+    lands while a compiled module initialises (MuJoCo's, imported when the first Fetch env is made) surfaces
+    as "ImportError: initialization failed", which gymnasium turns into DependencyNotInstalled; each keeps
+    the error before it as its cause."""
+    while error is not None and not isinstance(error, Interrupted):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 def exit_status(command: Callable[[], None]) -> int:
-    """Run a script's work: 0 when it succeeds, 2 with the UserInputError's one-line message on stderr."""
+    """Run a command's work: 0 when it succeeds; else one line on stderr and 2 for a UserInputError, 3 for
+    TrainingDiverged, 128 + N for a stop by signal N. Any other error goes on, traceback and all. A stop comes
+    first: whatever a library made of it, it is still a stop."""
     try:
         command()
-    except UserInputError as error:
+    except (Exception, Interrupted) as error:
+        if (stop := interruption_behind(error)) is not None:
+            print(str(stop), file=sys.stderr)
+            return 128 + stop.signal_number
+        if not isinstance(error, (UserInputError, TrainingDiverged)):
+            raise
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(error, UserInputError) else 3
     return 0
