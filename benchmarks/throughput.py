@@ -10,6 +10,9 @@ with their defaults), measures in this order:
     pretrain       agent.pretrain_step(buffer), agents that pretrain (LOM's MDN; OneStep's first stage)
     table          agent.finish_pretraining(buffer), timed once (LOM: the frozen MDN at every dataset state)
     update         agent.update(buffer, step): one whole step of the main loop
+    products       the dense matrix products of two update steps (forward and backward), recorded as they run
+                   and then run alone, on the same operands: the update's speed if everything else (autograd,
+                   the optimisers, sampling, element-wise work, Python) took no time; with their GFLOP
     lom_value      LOM only: sample_td_indices(256) + value_loss + optimise(critic_optimiser)
     lom_hyper_q    LOM only: sample_indices(1024) + hyper_q_loss + optimise(hyper_q_optimiser)
     lom_policy     LOM only: sample_indices(256) + policy_loss + optimise(policy_optimiser)
@@ -44,6 +47,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 # Run as `python -m benchmarks.throughput` from anywhere: the project's packages live in the repo root.
 from agents import AGENTS
@@ -63,7 +67,9 @@ DISCOUNT = 0.99
 EPISODE_LENGTH = 1000
 PROFILE_STEPS = 20
 PROFILE_ROWS = 15
-BENCHMARKS = ("pretrain", "table", "update", "lom_value", "lom_hyper_q", "lom_policy", "eval_env")
+BENCHMARKS = ("pretrain", "table", "update", "products", "lom_value", "lom_hyper_q", "lom_policy", "eval_env")
+RECORDED_STEPS = 2  # update steps whose matrix products `products` replays: covers a policy update every 2nd step
+MATRIX_PRODUCTS = (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm, torch.ops.aten.baddbmm)
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,48 @@ def print_profile(step: Callable[[int], object], device: torch.device, title: st
     print(profiler.key_averages().table(sort_by=sort_by, row_limit=PROFILE_ROWS), file=sys.stderr)
 
 
+class MatrixProducts(TorchDispatchMode):
+    """While active, records every dense matrix product that runs, the backward pass's included, with its
+    operands; `replay` runs them again and nothing else. Linear layers and matmul reach the dispatcher as these
+    four operations."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.overloadpacket in MATRIX_PRODUCTS:
+            self.calls.append((func, args, kwargs))
+        return func(*args, **kwargs)
+
+    def flop(self) -> int:
+        """2 m k n per product ((b, m, k) x (b, k, n): 2 b m k n); the bias additions are left out."""
+        return sum(2 * left.numel() * right.shape[-1] for left, right in (
+            [arg for arg in args if isinstance(arg, torch.Tensor)][-2:] for _, args, _ in self.calls))
+
+    def replay(self) -> None:
+        for func, args, kwargs in self.calls:
+            func(*args, **kwargs)
+
+
+def matrix_products_alone(agent: Agent, buffer: Buffer, first_step: int, repeats: int, warmup: int,
+                          device: torch.device) -> dict:
+    """Records the products of update steps first_step, first_step + 1, ... (RECORDED_STEPS of them) and times
+    `repeats` replays after `warmup` untimed ones."""
+    with MatrixProducts() as products:
+        for i in range(first_step, first_step + RECORDED_STEPS):
+            agent.update(buffer, i)
+    for _ in range(warmup):
+        products.replay()
+    seconds = time_range(lambda _: products.replay(), 0, repeats, device)
+    steps = repeats * RECORDED_STEPS
+    gflop = products.flop() / RECORDED_STEPS / 1e9
+    return {"steps_per_s": steps / seconds, "steps": steps, "warmup": warmup * RECORDED_STEPS, "seconds": seconds,
+            "products_per_step": len(products.calls) / RECORDED_STEPS, "gflop_per_step": gflop,
+            "gflop_per_s": gflop * steps / seconds}
+
+
 # ---- what is measured ------------------------------------------------------------------------------
 def lom_parts(agent: LOM, buffer: Buffer) -> dict[str, Callable[[int], object]]:
     """Each of the three parts of LOM's main-loop step alone, as functions of the step index."""
@@ -317,6 +365,10 @@ def measure_agent(agent_name: str, agent: Agent, preset: Preset, preset_name: st
         yield step_record("update", lambda i: agent.update(buffer, i))
         if args.profile:
             print_profile(lambda i: agent.update(buffer, i), device, f"{agent_name} update on {preset_name} ({device})")
+    if "products" in args.benchmark:
+        repeats, warmup = max(1, args.steps // RECORDED_STEPS), args.warmup // RECORDED_STEPS
+        yield record_of("products", agent_name, agent, preset, preset_name, machine,
+                        matrix_products_alone(agent, buffer, args.warmup + 1, repeats, warmup, device))
     if isinstance(agent, LOM):
         for benchmark, step in lom_parts(agent, buffer).items():
             if benchmark in args.benchmark:

@@ -37,3 +37,20 @@ def test_a_setting_no_chosen_agent_has_is_refused_in_one_line():
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "--set 'K=2': expected NAME=VALUE with NAME a setting of bc" in result.stderr
+
+
+def test_products_replays_the_matrix_products_of_an_update_and_counts_their_flop():
+    command = [sys.executable, "-m", "benchmarks.throughput", "--device", "cpu", "--preset", "hopper-medium-v2",
+               "--agent", "bc", "--benchmark", "products", "--set", "hidden=64", "--steps", "4", "--warmup", "2"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [line] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert line["benchmark"] == "products" and line["settings"]["batch_size"] == 256
+    # BC's Gaussian policy, 11 -> 64 -> 64 -> 2 x 3 on 256 rows: a product per layer forward, one per layer for
+    # the weight gradients, and one per layer but the first for the gradient of its input (the states need none).
+    layers = [(11, 64), (64, 64), (64, 6)]
+    forward = sum(2 * 256 * fan_in * fan_out for fan_in, fan_out in layers)
+    input_gradients = sum(2 * 256 * fan_in * fan_out for fan_in, fan_out in layers[1:])
+    assert line["products_per_step"] == 8
+    assert round(line["gflop_per_step"] * 1e9) == 2 * forward + input_gradients
+    assert (line["steps"], line["warmup"]) == (4, 2) and line["steps_per_s"] == 4 / line["seconds"]
