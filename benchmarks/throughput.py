@@ -257,6 +257,7 @@ class MatrixProducts(TorchDispatchMode):
         return sum(2 * left.numel() * right.shape[-1] for left, right in (
             [arg for arg in args if isinstance(arg, torch.Tensor)][-2:] for _, args, _ in self.calls))
 
+    @torch.no_grad()  # the arithmetic alone: no graph, and no complaint about views of since-updated tensors
     def replay(self) -> None:
         for func, args, kwargs in self.calls:
             func(*args, **kwargs)
