@@ -24,9 +24,11 @@ a stand-in that provides those names and raises if anything else is called.
 
 Compare with `python -m benchmarks.throughput --benchmark update --agent NAME` at the same flags, run in turn
 with this one, or pass --paired: our agent (its defaults) and CORL's then run in one process in alternating
-blocks of --block steps, whose order swaps each round, and the JSON line gives both rates, their ratio and the
-median and quartiles of the block-by-block ratio. On a shared or virtual machine whose speed drifts between
-runs, the paired ratio is the figure to trust. --profile prints the top operations of CORL's step (torch's
+blocks of --block steps, whose order reverses each round, and the JSON line gives both rates, their ratio and
+the median and quartiles of the block-by-block ratio. On a shared or virtual machine whose speed drifts between
+runs, the paired ratio is the figure to trust. A third turn in each round replays our update's matrix products
+alone (`benchmarks.throughput`'s `products`): `products_over_corl` is how far ours could get past CORL's
+update at its arithmetic, were everything else free. --profile prints the top operations of CORL's step (torch's
 profiler, as `benchmarks.throughput --profile` does for ours) to stderr.
 
     python -m benchmarks.corl --corl_path CORL --threads 2 --paired --steps 600 --warmup 30 --algo td3bc
@@ -54,7 +56,7 @@ from typing import Callable
 import torch
 
 # Run as `python -m benchmarks.corl` from anywhere: the project's packages live in the repo root.
-from benchmarks.throughput import (PRESETS, Preset, emit, machine_info, make_agent, print_profile,
+from benchmarks.throughput import (PRESETS, Preset, emit, machine_info, make_agent, print_profile, products_step,
                                    synthetic_dataset, time_range, time_steps)
 from utils.buffer import Buffer
 from utils.errors import UserInputError
@@ -261,7 +263,8 @@ def measure(algo: str, module: types.ModuleType, config, path: Path, args: argpa
         update([b.to(config.device) for b in buffer.sample(config.batch_size)])
 
     if args.paired:
-        measured = paired_summary(*interleave(ours_update(algo, args.preset, device), step, args, device), args.block)
+        measured = paired_summary(*interleave([*ours_update(algo, args.preset, device), step], args, device),
+                                  args.block)
     else:
         seconds = time_steps(step, args.steps, args.warmup, device)
         measured = {"steps_per_s": args.steps / seconds, "seconds": seconds}
@@ -278,37 +281,44 @@ def measure(algo: str, module: types.ModuleType, config, path: Path, args: argpa
 
 
 # ---- paired timing: ours and CORL's in alternating blocks of one process -----------------------------
-def ours_update(algo: str, preset_name: str, device: torch.device) -> Callable[[int], object]:
-    """Our agent's update at its defaults, on the same synthetic data, set up as benchmarks.throughput does."""
+def ours_update(algo: str, preset_name: str, device: torch.device) -> tuple[Callable[[int], object], ...]:
+    """Our agent's update at its defaults, on the same synthetic data, set up as benchmarks.throughput does; and
+    its matrix products alone (benchmarks.throughput's `products`), recorded from its first steps."""
     buffer = Buffer(preset_data(preset_name), device, normalise=True)
     agent = make_agent(algo, PRESETS[preset_name], {}, buffer, device)
     agent.finish_pretraining(buffer)
-    return lambda i: agent.update(buffer, i)
+    products, _gflop, _products_per_step = products_step(agent, buffer, 1)
+    return (lambda i: agent.update(buffer, i)), products
 
 
-def interleave(ours: Callable[[int], object], corl: Callable[[int], object], args: argparse.Namespace,
-               device: torch.device) -> tuple[list[float], list[float]]:
-    """Seconds of each --block-step block of ours and of CORL's, in turns whose order swaps every round, so a
-    drift of the machine's speed (this VM's rates move by 30 % between runs) falls on both alike."""
-    seconds: dict[Callable, list[float]] = {ours: [], corl: []}
+def interleave(steps: list[Callable[[int], object]], args: argparse.Namespace,
+               device: torch.device) -> list[list[float]]:
+    """Seconds of each --block-step block of each step function, in turns whose order reverses every round, so
+    a drift of the machine's speed (this VM's rates move by 30 % between runs) falls on all alike."""
+    seconds: list[list[float]] = [[] for _ in steps]
     for i in range(1, args.warmup + 1):
-        ours(i), corl(i)
+        for step in steps:
+            step(i)
     for round_ in range(args.steps // args.block):
-        for step in ((ours, corl) if round_ % 2 == 0 else (corl, ours)):
-            seconds[step].append(time_range(step, args.warmup + round_ * args.block + 1, args.block, device))
-    return seconds[ours], seconds[corl]
+        for k in (range(len(steps)) if round_ % 2 == 0 else reversed(range(len(steps)))):
+            seconds[k].append(time_range(steps[k], args.warmup + round_ * args.block + 1, args.block, device))
+    return seconds
 
 
-def paired_summary(ours_seconds: list[float], corl_seconds: list[float], block: int) -> dict:
-    """Both rates, their ratio over all blocks, and the median and quartiles of the block-by-block ratio."""
+def paired_summary(ours_seconds: list[float], products_seconds: list[float], corl_seconds: list[float],
+                   block: int) -> dict:
+    """The rates of ours, of our matrix products alone and of CORL's; ours and the products over CORL, over all
+    blocks; and the median and quartiles of ours over CORL block by block."""
     ratios = [corl / ours for ours, corl in zip(ours_seconds, corl_seconds)]
     quartiles = statistics.quantiles(ratios, n=4)  # needs two blocks or more: parse_args sees to it
     return {"ours_steps_per_s": block * len(ours_seconds) / sum(ours_seconds),
+            "products_steps_per_s": block * len(products_seconds) / sum(products_seconds),
             "corl_steps_per_s": block * len(corl_seconds) / sum(corl_seconds),
             "ours_over_corl": sum(corl_seconds) / sum(ours_seconds),
+            "products_over_corl": sum(corl_seconds) / sum(products_seconds),
             "block_ratio_median": statistics.median(ratios),
             "block_ratio_quartiles": [quartiles[0], quartiles[2]], "block": block,
-            "seconds": sum(ours_seconds) + sum(corl_seconds)}
+            "seconds": sum(ours_seconds) + sum(products_seconds) + sum(corl_seconds)}
 
 
 # ---- command line ----------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ with their defaults), measures in this order:
     pretrain       agent.pretrain_step(buffer), agents that pretrain (LOM's MDN; OneStep's first stage)
     table          agent.finish_pretraining(buffer), timed once (LOM: the frozen MDN at every dataset state)
     update         agent.update(buffer, step): one whole step of the main loop
-    products       the dense matrix products of two update steps (forward and backward), recorded as they run
-                   and then run alone, on the same operands: the update's speed if everything else (autograd,
-                   the optimisers, sampling, element-wise work, Python) took no time; with their GFLOP
+    products       the dense matrix products of update steps (forward and backward), recorded as they run and
+                   then run alone, on the same operands: the update's speed if everything else (autograd, the
+                   optimisers, sampling, element-wise work, Python) took no time; with their GFLOP
     lom_value      LOM only: sample_td_indices(256) + value_loss + optimise(critic_optimiser)
     lom_hyper_q    LOM only: sample_indices(1024) + hyper_q_loss + optimise(hyper_q_optimiser)
     lom_policy     LOM only: sample_indices(256) + policy_loss + optimise(policy_optimiser)
@@ -68,7 +68,7 @@ EPISODE_LENGTH = 1000
 PROFILE_STEPS = 20
 PROFILE_ROWS = 15
 BENCHMARKS = ("pretrain", "table", "update", "products", "lom_value", "lom_hyper_q", "lom_policy", "eval_env")
-RECORDED_STEPS = 2  # update steps whose matrix products `products` replays: covers a policy update every 2nd step
+RECORDED_STEPS = 2  # update steps recorded for `products`, replayed in turn: a policy step every 2nd step included
 MATRIX_PRODUCTS = (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm, torch.ops.aten.baddbmm)
 
 
@@ -263,21 +263,24 @@ class MatrixProducts(TorchDispatchMode):
             func(*args, **kwargs)
 
 
-def matrix_products_alone(agent: Agent, buffer: Buffer, first_step: int, repeats: int, warmup: int,
-                          device: torch.device) -> dict:
-    """Records the products of update steps first_step, first_step + 1, ... (RECORDED_STEPS of them) and times
-    `repeats` replays after `warmup` untimed ones."""
-    with MatrixProducts() as products:
-        for i in range(first_step, first_step + RECORDED_STEPS):
+def products_step(agent: Agent, buffer: Buffer, first_step: int) -> tuple[Callable[[int], object], float, float]:
+    """Records the products of update steps first_step, ..., first_step + RECORDED_STEPS - 1, one recording each;
+    returns a step function that replays, for step i, the recording of the step whose index matches i modulo
+    RECORDED_STEPS, and the GFLOP of an average step."""
+    recordings = {}
+    for i in range(first_step, first_step + RECORDED_STEPS):
+        with MatrixProducts() as recordings[i % RECORDED_STEPS]:
             agent.update(buffer, i)
-    for _ in range(warmup):
-        products.replay()
-    seconds = time_range(lambda _: products.replay(), 0, repeats, device)
-    steps = repeats * RECORDED_STEPS
-    gflop = products.flop() / RECORDED_STEPS / 1e9
-    return {"steps_per_s": steps / seconds, "steps": steps, "warmup": warmup * RECORDED_STEPS, "seconds": seconds,
-            "products_per_step": len(products.calls) / RECORDED_STEPS, "gflop_per_step": gflop,
-            "gflop_per_s": gflop * steps / seconds}
+    gflop = sum(recording.flop() for recording in recordings.values()) / RECORDED_STEPS / 1e9
+    products_per_step = sum(len(recording.calls) for recording in recordings.values()) / RECORDED_STEPS
+    return (lambda i: recordings[i % RECORDED_STEPS].replay()), gflop, products_per_step
+
+
+def matrix_products_alone(agent: Agent, buffer: Buffer, steps: int, warmup: int, device: torch.device) -> dict:
+    step, gflop, products_per_step = products_step(agent, buffer, warmup + 1)
+    seconds = time_steps(step, steps, warmup, device)
+    return {"steps_per_s": steps / seconds, "steps": steps, "warmup": warmup, "seconds": seconds,
+            "products_per_step": products_per_step, "gflop_per_step": gflop, "gflop_per_s": gflop * steps / seconds}
 
 
 # ---- what is measured ------------------------------------------------------------------------------
@@ -367,9 +370,8 @@ def measure_agent(agent_name: str, agent: Agent, preset: Preset, preset_name: st
         if args.profile:
             print_profile(lambda i: agent.update(buffer, i), device, f"{agent_name} update on {preset_name} ({device})")
     if "products" in args.benchmark:
-        repeats, warmup = max(1, args.steps // RECORDED_STEPS), args.warmup // RECORDED_STEPS
         yield record_of("products", agent_name, agent, preset, preset_name, machine,
-                        matrix_products_alone(agent, buffer, args.warmup + 1, repeats, warmup, device))
+                        matrix_products_alone(agent, buffer, args.steps, args.warmup, device))
     if isinstance(agent, LOM):
         for benchmark, step in lom_parts(agent, buffer).items():
             if benchmark in args.benchmark:
