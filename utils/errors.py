@@ -17,7 +17,7 @@ class TrainingDiverged(Exception):
 
 
 class Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived; a checkpoint was written. `train.py` exits with 128 + the signal number.
+    """SIGTERM or SIGINT arrived (once training runs, after a checkpoint). `train.py` exits with 128 + N.
 
     A BaseException, as KeyboardInterrupt is: the signal handler raises it wherever the program happens to be,
     and a handler for `Exception` there must not swallow it or turn it into another error. gymnasium-robotics'
@@ -30,10 +30,10 @@ class Interrupted(BaseException):
 
 
 def interruption_behind(error: BaseException) -> Interrupted | None:
-    """The Interrupted behind `error`, when a library turned the stop into an error of its own. A signal that
-    lands while a compiled module initialises (MuJoCo's, imported when the first Fetch env is made) surfaces
-    as "ImportError: initialization failed", which gymnasium turns into DependencyNotInstalled; each keeps
-    the error before it as its cause."""
+    """The Interrupted behind `error`, when a library turned the stop into an error of its own: a signal that
+    lands while a compiled module initialises surfaces as "ImportError: initialization failed", which the
+    importing library may wrap again (gymnasium makes MuJoCo's a DependencyNotInstalled); each keeps the error
+    before it as its cause."""
     while error is not None and not isinstance(error, Interrupted):
         error = error.__cause__ or error.__context__
     return error
