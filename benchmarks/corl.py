@@ -311,9 +311,12 @@ def paired_summary(ours_seconds: list[float], products_seconds: list[float], cor
     blocks; and the median and quartiles of ours over CORL block by block."""
     ratios = [corl / ours for ours, corl in zip(ours_seconds, corl_seconds)]
     quartiles = statistics.quantiles(ratios, n=4)  # needs two blocks or more: parse_args sees to it
-    return {"ours_steps_per_s": block * len(ours_seconds) / sum(ours_seconds),
-            "products_steps_per_s": block * len(products_seconds) / sum(products_seconds),
-            "corl_steps_per_s": block * len(corl_seconds) / sum(corl_seconds),
+
+    def rate(seconds: list[float]) -> float:
+        return block * len(seconds) / sum(seconds)
+
+    return {"ours_steps_per_s": rate(ours_seconds), "products_steps_per_s": rate(products_seconds),
+            "corl_steps_per_s": rate(corl_seconds),
             "ours_over_corl": sum(corl_seconds) / sum(ours_seconds),
             "products_over_corl": sum(corl_seconds) / sum(products_seconds),
             "block_ratio_median": statistics.median(ratios),

@@ -254,8 +254,11 @@ class MatrixProducts(TorchDispatchMode):
 
     def flop(self) -> int:
         """2 m k n per product ((b, m, k) x (b, k, n): 2 b m k n); the bias additions are left out."""
-        return sum(2 * left.numel() * right.shape[-1] for left, right in (
-            [arg for arg in args if isinstance(arg, torch.Tensor)][-2:] for _, args, _ in self.calls))
+        total = 0
+        for _, args, _ in self.calls:
+            left, right = [arg for arg in args if isinstance(arg, torch.Tensor)][-2:]  # after addmm's bias
+            total += 2 * left.numel() * right.shape[-1]
+        return total
 
     @torch.no_grad()  # the arithmetic alone: no graph, and no complaint about views of since-updated tensors
     def replay(self) -> None:
