@@ -229,8 +229,8 @@ def test_a_signal_during_pretraining_exits_128_plus_n_in_one_line_and_leaves_no_
 
 @pytest.mark.parametrize("delay", [0.0, 0.02, 0.05])
 def test_a_signal_while_data_is_made_stops_in_one_line_and_leaves_no_partial_file(tmp_path, delay):
-    # The delays are where a signal landed inside the first Fetch env's import of MuJoCo and GLFW before
-    # train.py imported them in a held block (envs.import_simulator).
+    # Three moments in the making: the first Fetch env's import of gymnasium-robotics (which swallows any
+    # Exception), and the scripted experts' episodes after it.
     data_dir, log_path = tmp_path / "data", tmp_path / "runs"
     process = subprocess.Popen([sys.executable, "train.py", "--env_name", "fetchreach-fourgoal-v0", "--data_dir",
                                 str(data_dir), "--log_path", str(log_path)], cwd=REPO, stdout=subprocess.PIPE,
