@@ -22,7 +22,7 @@ from utils.errors import Interrupted, UserInputError, exit_status
 from utils.evaluation import Evaluator
 from utils.logger import RunLogger, latest_unfinished_run, run_directory, wandb_problem
 from utils.runlock import RunLock
-from utils.runtime import resolve_device, seed_everything
+from utils.runtime import keep_freed_memory, resolve_device, seed_everything
 from utils.settings import Config, check_against_dataset
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes use seed + this, apart from the training streams
@@ -155,6 +155,7 @@ def extend(run_dir: Path, training_steps: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     with StopRequests() as signals:
         return exit_status(lambda: run(parse_config(argv), signals))
 

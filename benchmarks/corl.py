@@ -28,7 +28,8 @@ blocks of --block steps, whose order reverses each round, and the JSON line give
 the median and quartiles of the block-by-block ratio. On a shared or virtual machine whose speed drifts between
 runs, the paired ratio is the figure to trust. A third turn in each round replays our update's matrix products
 alone (`benchmarks.throughput`'s `products`): `products_over_corl` is how far ours could get past CORL's
-update at its arithmetic, were everything else free. --profile prints the top operations of CORL's step (torch's
+update at its arithmetic, were everything else free. CORL's code runs with the heap of --heap, like ours (default:
+kept, as train.py runs), so a ratio compares the two codes and not their C library's settings. --profile prints the top operations of CORL's step (torch's
 profiler, as `benchmarks.throughput --profile` does for ours) to stderr.
 
     python -m benchmarks.corl --corl_path CORL --threads 2 --paired --steps 600 --warmup 30 --algo td3bc
@@ -56,10 +57,10 @@ from typing import Callable
 import torch
 
 # Run as `python -m benchmarks.corl` from anywhere: the project's packages live in the repo root.
-from benchmarks.throughput import (PRESETS, Preset, emit, machine_info, make_agent, print_profile, products_step,
-                                   synthetic_dataset, time_range, time_steps)
+from benchmarks.throughput import (PRESETS, Preset, add_heap_flag, apply_heap, emit, machine_info, make_agent,
+                                   print_profile, products_step, synthetic_dataset, time_range, time_steps)
 from utils.buffer import Buffer
-from utils.errors import UserInputError
+from utils.errors import UserInputError, exit_status
 from utils.runtime import resolve_device
 from utils.settings import parse_bool
 
@@ -266,8 +267,7 @@ def measure(algo: str, module: types.ModuleType, config, path: Path, args: argpa
         measured = paired_summary(*interleave([*ours_update(algo, args.preset, device), step], args, device),
                                   args.block)
     else:
-        seconds = time_steps(step, args.steps, args.warmup, device)
-        measured = {"steps_per_s": args.steps / seconds, "seconds": seconds}
+        measured = time_steps(step, args.steps, args.warmup, device)
     if args.profile:
         print_profile(step, device, f"CORL's {algo} update on {args.preset} ({device})")
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -346,6 +346,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="print the top operations of CORL's step to stderr (torch profiler)")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
+    add_heap_flag(parser)
     args = parser.parse_args(argv)
     args.algo = args.algo or list(FILES)
     if args.steps < 1 or args.warmup < 0 or args.threads < 1:
@@ -355,25 +356,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def compare(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    try:
-        device = resolve_device(args.device)
-        paths = {algo: corl_file(args.corl_path, algo) for algo in args.algo}
-        stood_in = install_stand_ins()
-        modules = {algo: load_module(path, algo) for algo, path in paths.items()}
-        configs = {algo: configure(modules[algo], args.overrides, device, args.preset) for algo in args.algo}
-        check_overrides(args.overrides, list(configs.values()))
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    device = resolve_device(args.device)
+    paths = {algo: corl_file(args.corl_path, algo) for algo in args.algo}
+    stood_in = install_stand_ins()
+    modules = {algo: load_module(path, algo) for algo, path in paths.items()}
+    configs = {algo: configure(modules[algo], args.overrides, device, args.preset) for algo in args.algo}
+    check_overrides(args.overrides, list(configs.values()))
     if stood_in:
         print(f"# stand-ins for {', '.join(stood_in)} (not installed)", file=sys.stderr)
-    machine = machine_info(device)
+    machine = machine_info(device, apply_heap(args.heap))
     for algo in args.algo:
         emit(measure(algo, modules[algo], configs[algo], paths[algo], args, device, machine), args.out)
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return exit_status(lambda: compare(args))
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

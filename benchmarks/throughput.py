@@ -21,7 +21,8 @@ with their defaults), measures in this order:
 
 LOM's three parts add up to about its update (which also does the Polyak update every second step).
 Each step measurement runs --warmup untimed steps, then --steps timed ones with time.perf_counter, and
-synchronises CUDA before starting and before stopping the clock. eval_env counts env steps as the sum of
+synchronises CUDA before starting and before stopping the clock; it also counts the process's page faults in
+the timed steps (memory the C library gave back to the system and maps again: see --heap). eval_env counts env steps as the sum of
 the episode lengths (steps_per_s = env_steps_per_s); a sub-env whose episode has ended keeps stepping
 until the last one ends, and those steps are in the time but not in the count (see vector_steps).
 
@@ -32,12 +33,15 @@ Every measurement is one JSON line on stdout (and appended to --out FILE); progr
     python -m benchmarks.throughput --preset hopper-medium-expert-v2 --agent lom --set K=2 --benchmark update
 
 --set NAME=VALUE overrides a setting of every chosen agent that has it; each line carries the full "settings".
+--heap system measures with the C library's default heap instead of the kept heap train.py runs with
+(utils.runtime.keep_freed_memory); each line says which it had ("heap").
 """
 
 import argparse
 import datetime
 import json
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -57,9 +61,9 @@ from datasources import scenarios
 from utils.buffer import Buffer
 from utils.d4rl_tasks import D4RL_TASKS
 from utils.dataset import Dataset, transitions_from_arrays
-from utils.errors import UserInputError
+from utils.errors import UserInputError, exit_status
 from utils.evaluation import Evaluator, torch_policy
-from utils.runtime import resolve_device, seed_everything
+from utils.runtime import keep_freed_memory, resolve_device, seed_everything
 from utils.settings import parse_bool
 
 SEED = 0
@@ -161,10 +165,11 @@ def parse_overrides(pairs: list[str], agents: list[str]) -> dict:
     return overrides
 
 
-def machine_info(device: torch.device) -> dict:
+def machine_info(device: torch.device, heap: str) -> dict:
     """What every line reports about where it ran."""
     return {
         "device": str(device),
+        "heap": heap,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu": cpu_name(),
@@ -198,11 +203,20 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(step: Callable[[int], object], steps: int, warmup: int, device: torch.device) -> float:
-    """Seconds for `steps` calls of step(i) after `warmup` untimed ones; i counts from 1 like train.py."""
+def time_steps(step: Callable[[int], object], steps: int, warmup: int, device: torch.device) -> dict:
+    """`steps` calls of step(i) after `warmup` untimed ones (i counts from 1 like train.py): their rate, seconds
+    and page faults a step."""
     for i in range(1, warmup + 1):
         step(i)
-    return time_range(step, warmup + 1, steps, device)
+    faults = page_faults()
+    seconds = time_range(step, warmup + 1, steps, device)
+    return {"steps_per_s": steps / seconds, "steps": steps, "warmup": warmup, "seconds": seconds,
+            "page_faults_per_step": (page_faults() - faults) / steps}
+
+
+def page_faults() -> int:
+    """The process's minor page faults so far: each is a 4 KiB page mapped afresh, zeroed by the system."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def time_range(step: Callable[[int], object], first: int, steps: int, device: torch.device) -> float:
@@ -281,9 +295,9 @@ def products_step(agent: Agent, buffer: Buffer, first_step: int) -> tuple[Callab
 
 def matrix_products_alone(agent: Agent, buffer: Buffer, steps: int, warmup: int, device: torch.device) -> dict:
     step, gflop, products_per_step = products_step(agent, buffer, warmup + 1)
-    seconds = time_steps(step, steps, warmup, device)
-    return {"steps_per_s": steps / seconds, "steps": steps, "warmup": warmup, "seconds": seconds,
-            "products_per_step": products_per_step, "gflop_per_step": gflop, "gflop_per_s": gflop * steps / seconds}
+    timing = time_steps(step, steps, warmup, device)
+    return {**timing, "products_per_step": products_per_step, "gflop_per_step": gflop,
+            "gflop_per_s": gflop * timing["steps_per_s"]}
 
 
 # ---- what is measured ------------------------------------------------------------------------------
@@ -354,10 +368,8 @@ def record_of(benchmark: str, agent_name: str, agent: Agent, preset: Preset, pre
 def measure_agent(agent_name: str, agent: Agent, preset: Preset, preset_name: str, buffer: Buffer,
                   args: argparse.Namespace, device: torch.device, machine: dict) -> Iterator[dict]:
     def step_record(benchmark: str, step: Callable[[int], object]) -> dict:
-        seconds = time_steps(step, args.steps, args.warmup, device)
         return record_of(benchmark, agent_name, agent, preset, preset_name, machine,
-                         {"steps_per_s": args.steps / seconds, "steps": args.steps, "warmup": args.warmup,
-                          "seconds": seconds})
+                         time_steps(step, args.steps, args.warmup, device))
 
     print(f"# {preset_name}: {agent_name}", file=sys.stderr)
     # Pretraining happens only before finish_pretraining freezes its result.
@@ -402,6 +414,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"after each update measurement, profile {PROFILE_STEPS} steps; top {PROFILE_ROWS} ops "
                              "to stderr")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
+    add_heap_flag(parser)
     args = parser.parse_args(argv)
     args.preset = args.preset or list(PRESETS)
     args.benchmark = args.benchmark or list(BENCHMARKS)
@@ -414,6 +427,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def add_heap_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--heap", default="kept", choices=("kept", "system"),
+                        help="kept: freed memory stays in the process for reuse, as in train.py (glibc only; "
+                             "elsewhere it is the system's); system: the C library's default")
+
+
+def apply_heap(choice: str) -> str:
+    """The heap the measurements run with, by --heap: "kept" where keep_freed_memory applies, else "system"."""
+    return "kept" if choice == "kept" and keep_freed_memory() else "system"
+
+
 def emit(line: dict, out: Path | None) -> None:
     text = json.dumps(line)
     print(text, flush=True)
@@ -422,21 +446,21 @@ def emit(line: dict, out: Path | None) -> None:
             file.write(text + "\n")
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def measure(args: argparse.Namespace) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    try:
-        device = resolve_device(args.device)
-        args.overrides = parse_overrides(args.overrides, args.agent)
-    except UserInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    machine = machine_info(device)
+    device = resolve_device(args.device)
+    args.overrides = parse_overrides(args.overrides, args.agent)
+    machine = machine_info(device, apply_heap(args.heap))
     for name in args.preset:
         for line in run_preset(name, args, device, machine):
             emit(line, args.out)
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return exit_status(lambda: measure(args))
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

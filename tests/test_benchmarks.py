@@ -30,6 +30,17 @@ def test_throughput_reports_each_measurement_with_the_preset_settings(tmp_path):
     for line in lines[:1] + lines[2:]:
         assert line["steps"] == 3 and line["steps_per_s"] > 0
         assert line["steps_per_s"] == 3 / line["seconds"]
+        assert line["heap"] == "kept" and line["page_faults_per_step"] >= 0  # train.py's heap, by default
+
+
+def test_the_system_heap_is_measured_when_asked_for_and_said_on_every_line():
+    command = [sys.executable, "-m", "benchmarks.throughput", "--device", "cpu", "--preset", "hopper-medium-v2",
+               "--agent", "bc", "--benchmark", "update", "--set", "hidden=64", "--steps", "2", "--warmup", "1",
+               "--heap", "system"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [line] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert line["heap"] == "system" and line["benchmark"] == "update"
 
 
 def test_a_setting_no_chosen_agent_has_is_refused_in_one_line():
