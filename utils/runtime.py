@@ -27,7 +27,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# glibc's mallopt parameters (malloc.h): freed memory above these sizes goes back to the system
+# mallopt parameters (glibc malloc.h): above what size the free top of the heap is trimmed, and a block is mapped
+# on its own
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 KEPT_HEAP_BYTES = 1 << 30  # far above any one tensor of a training step (CQL's largest: 16 MiB)
 
@@ -38,7 +39,7 @@ def keep_freed_memory() -> bool:
     By default glibc maps each block above a threshold (at most 32 MiB) on its own and unmaps it when freed, and
     trims the free top of its heap, so a step that frees and re-allocates the same large tensors pays a page fault
     for every 4 KiB of them each time. CQL's critics over 7,936 rows (16 MiB activations) took up to 39,000
-    faults a step that way, a quarter of its time on a 2-core CPU, in some runs and not others. The price: the
+    faults a step that way in some runs, where its step took 1.2-1.4 times as long on a 2-core CPU. The price: the
     process holds on to its peak memory until it exits. Applies only with glibc (Linux); returns whether it did."""
     if platform.libc_ver()[0] != "glibc":
         return False
