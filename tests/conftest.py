@@ -3,11 +3,15 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from datasources import load_dataset
 from envs import fetch_fourgoal
+from envs.toy_multimodal import mode_centres
+
+TOY_PROBE_STATES = np.linspace(-0.9, 0.9, 7)  # raw toy states across the range the data covers
 
 
 def pytest_configure(config):
@@ -53,6 +57,17 @@ def toy_buffer(toy_dataset):
     from utils.buffer import Buffer
 
     return Buffer(toy_dataset, torch.device("cpu"), normalise=True)
+
+
+@pytest.fixture(scope="session")
+def act_on_toy_probe():
+    """agent, buffer -> the agent's actions at seven raw toy states from -0.9 to 0.9 (7, 2) and their distances
+    to the centre of the rewarded mode there (7,): where the agents that should pick that mode are checked."""
+    def act(agent, buffer):
+        actions = agent.act(buffer.normaliser(torch.tensor(TOY_PROBE_STATES[:, None], dtype=torch.float32)))
+        rewarded = torch.tensor(mode_centres(TOY_PROBE_STATES)[:, 0], dtype=torch.float32)
+        return actions, (actions - rewarded).norm(dim=-1)
+    return act
 
 
 @pytest.fixture(scope="module")
