@@ -196,8 +196,8 @@ def adam(module: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(module.parameters(), lr=lr)
 
 
-def build_trainer(algo: str, module: types.ModuleType, config, obs_dim: int, act_dim: int) -> Callable:
-    """CORL's networks, optimisers and trainer; returns its update (one batch -> log dict)."""
+def build_trainer(algo: str, module: types.ModuleType, config, obs_dim: int, act_dim: int):
+    """CORL's networks, optimisers and trainer, as the file's train() builds them."""
     m, c, device = module, config, config.device
     trainer_class = getattr(m, TRAINERS[algo])
     if algo == "td3bc":
@@ -208,7 +208,7 @@ def build_trainer(algo: str, module: types.ModuleType, config, obs_dim: int, act
             critic_1=critic_1, critic_1_optimizer=adam(critic_1, 3e-4), critic_2=critic_2,
             critic_2_optimizer=adam(critic_2, 3e-4), policy_noise=c.policy_noise * MAX_ACTION,
             noise_clip=c.noise_clip * MAX_ACTION))
-        return trainer.train
+        return trainer
     if algo == "iql":
         q_network = m.TwinQ(obs_dim, act_dim).to(device)
         v_network = m.ValueFunction(obs_dim).to(device)
@@ -218,7 +218,7 @@ def build_trainer(algo: str, module: types.ModuleType, config, obs_dim: int, act
             trainer_class, c, max_action=MAX_ACTION, actor=actor, actor_optimizer=adam(actor, c.actor_lr),
             q_network=q_network, q_optimizer=adam(q_network, c.qf_lr), v_network=v_network,
             v_optimizer=adam(v_network, c.vf_lr), max_steps=c.max_timesteps))
-        return trainer.train
+        return trainer
     if algo == "awac":
         sizes = {"state_dim": obs_dim, "action_dim": act_dim, "hidden_dim": c.hidden_dim}
         actor = m.Actor(**sizes).to(device)
@@ -227,7 +227,7 @@ def build_trainer(algo: str, module: types.ModuleType, config, obs_dim: int, act
             trainer_class, c, actor=actor, actor_optimizer=adam(actor, c.learning_rate), critic_1=critic_1,
             critic_1_optimizer=adam(critic_1, c.learning_rate), critic_2=critic_2,
             critic_2_optimizer=adam(critic_2, c.learning_rate)))
-        return trainer.update
+        return trainer
     # cql: train() gives the first critic the config's layer count and leaves the second at the default
     layers = (c.q_n_hidden_layers,) if hasattr(c, "q_n_hidden_layers") else ()
     critic_1 = m.FullyConnectedQFunction(obs_dim, act_dim, c.orthogonal_init, *layers).to(device)
@@ -240,7 +240,12 @@ def build_trainer(algo: str, module: types.ModuleType, config, obs_dim: int, act
         critic_1_optimizer=torch.optim.Adam(list(critic_1.parameters()), c.qf_lr),
         critic_2_optimizer=torch.optim.Adam(list(critic_2.parameters()), c.qf_lr), actor=actor,
         actor_optimizer=torch.optim.Adam(actor.parameters(), c.policy_lr), target_entropy=-act_dim))
-    return trainer.train
+    return trainer
+
+
+def corl_update(algo: str, trainer) -> Callable:
+    """The trainer's step on one batch (a list of tensors) -> its log dict: `update` for AWAC, else `train`."""
+    return trainer.update if algo == "awac" else trainer.train
 
 
 # ---- measuring --------------------------------------------------------------------------------------
@@ -258,7 +263,7 @@ def measure(algo: str, module: types.ModuleType, config, path: Path, args: argpa
     buffer = fill_buffer(module, config, preset, args.preset)
     # train() seeds before building the networks; AWAC's also passes deterministic_torch (False elsewhere).
     module.set_seed(config.seed, None, deterministic_torch=getattr(config, "deterministic_torch", False))
-    update = build_trainer(algo, module, config, preset.obs_dim, preset.act_dim)
+    update = corl_update(algo, build_trainer(algo, module, config, preset.obs_dim, preset.act_dim))
 
     def step(_):
         update([b.to(config.device) for b in buffer.sample(config.batch_size)])
