@@ -28,9 +28,10 @@ blocks of --block steps, whose order reverses each round, and the JSON line give
 the median and quartiles of the block-by-block ratio. On a shared or virtual machine whose speed drifts between
 runs, the paired ratio is the figure to trust. A third turn in each round replays our update's matrix products
 alone (`benchmarks.throughput`'s `products`): `products_over_corl` is how far ours could get past CORL's
-update at its arithmetic, were everything else free. CORL's code runs with the heap of --heap, like ours (default:
-kept, as train.py runs), so a ratio compares the two codes and not their C library's settings. --profile prints the top operations of CORL's step (torch's
-profiler, as `benchmarks.throughput --profile` does for ours) to stderr.
+update at its arithmetic, were everything else free. CORL's code runs with the heap of --heap, like ours
+(default: kept, as train.py runs), so a ratio compares the two codes and not their C library's settings.
+--profile prints the top operations of CORL's step (torch's profiler, as `benchmarks.throughput --profile` does
+for ours) to stderr.
 
     python -m benchmarks.corl --corl_path CORL --threads 2 --paired --steps 600 --warmup 30 --algo td3bc
 

@@ -22,9 +22,9 @@ with their defaults), measures in this order:
 LOM's three parts add up to about its update (which also does the Polyak update every second step).
 Each step measurement runs --warmup untimed steps, then --steps timed ones with time.perf_counter, and
 synchronises CUDA before starting and before stopping the clock; it also counts the process's page faults in
-the timed steps (memory the C library gave back to the system and maps again: see --heap). eval_env counts env steps as the sum of
-the episode lengths (steps_per_s = env_steps_per_s); a sub-env whose episode has ended keeps stepping
-until the last one ends, and those steps are in the time but not in the count (see vector_steps).
+the timed steps (memory the C library gave back to the system and maps again: see --heap). eval_env counts env
+steps as the sum of the episode lengths (steps_per_s = env_steps_per_s); a sub-env whose episode has ended keeps
+stepping until the last one ends, and those steps are in the time but not in the count (see vector_steps).
 
 Every measurement is one JSON line on stdout (and appended to --out FILE); progress goes to stderr.
 
