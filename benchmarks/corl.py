@@ -60,6 +60,7 @@ import torch
 # Run as `python -m benchmarks.corl` from anywhere: the project's packages live in the repo root.
 from benchmarks.throughput import (PRESETS, Preset, add_heap_flag, apply_heap, emit, machine_info, make_agent,
                                    print_profile, products_step, synthetic_dataset, time_range, time_steps)
+from agents.base import Agent
 from utils.buffer import Buffer
 from utils.errors import UserInputError, exit_status
 from utils.runtime import resolve_device
@@ -290,11 +291,22 @@ def measure(algo: str, module: types.ModuleType, config, path: Path, args: argpa
 def ours_update(algo: str, preset_name: str, device: torch.device) -> tuple[Callable[[int], object], ...]:
     """Our agent's update at its defaults, on the same synthetic data, set up as benchmarks.throughput does; and
     its matrix products alone (benchmarks.throughput's `products`), recorded from its first steps."""
-    buffer = Buffer(preset_data(preset_name), device, normalise=True)
-    agent = make_agent(algo, PRESETS[preset_name], {}, buffer, device)
-    agent.finish_pretraining(buffer)
+    buffer = preset_buffer(preset_name, device)
+    agent = our_agent(algo, preset_name, buffer, device, {})
     products, _gflop, _products_per_step = products_step(agent, buffer, 1)
     return (lambda i: agent.update(buffer, i)), products
+
+
+def preset_buffer(preset_name: str, device: torch.device) -> Buffer:
+    """The preset's synthetic data in our Buffer, states z-scored, as benchmarks.throughput trains on it."""
+    return Buffer(preset_data(preset_name), device, normalise=True)
+
+
+def our_agent(algo: str, preset_name: str, buffer: Buffer, device: torch.device, overrides: dict) -> Agent:
+    """Our agent at its defaults and `overrides`, seeded as benchmarks.throughput seeds it, pretraining done."""
+    agent = make_agent(algo, PRESETS[preset_name], overrides, buffer, device)
+    agent.finish_pretraining(buffer)
+    return agent
 
 
 def interleave(steps: list[Callable[[int], object]], args: argparse.Namespace,

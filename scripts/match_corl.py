@@ -36,8 +36,9 @@ import torch
 from torch import nn
 
 # Run as `python -m scripts.match_corl` from the repository root.
-from benchmarks.corl import build_trainer, configure, corl_file, corl_update, install_stand_ins, load_module
-from benchmarks.throughput import PRESETS, make_agent, parse_overrides, synthetic_dataset
+from benchmarks.corl import (build_trainer, configure, corl_file, corl_update, install_stand_ins, load_module,
+                             our_agent, preset_buffer)
+from benchmarks.throughput import PRESETS, parse_overrides
 from networks.mlp import EnsembleLinear, EnsembleMLP
 from utils.buffer import Buffer
 from utils.errors import exit_status
@@ -158,10 +159,8 @@ def round_off(agent, generator: torch.Generator) -> None:
 @torch.no_grad()
 def control_difference(agent, control) -> float:
     """The largest norm ratio (weight_differences) over the agent's networks."""
-    mine, theirs = agent.state_dict(), control.state_dict()
-    networks = {key.split(".")[0] for key in mine}
-    return max(norm_ratio([mine[key] for key in mine if key.split(".")[0] == network],
-                          [theirs[key] for key in mine if key.split(".")[0] == network]) for network in networks)
+    return max(norm_ratio(list(mine.state_dict().values()), list(theirs.state_dict().values()))
+               for mine, theirs in zip(agent.children(), control.children(), strict=True))
 
 
 def relative(mine: float, theirs: float) -> float:
@@ -173,24 +172,27 @@ def match(algo: str, corl_path: Path, steps: int, overrides: dict) -> dict:
     module = load_module(corl_file(corl_path, algo), algo)
     config = configure(module, [], device, PRESET)
     preset = PRESETS[PRESET]
-    buffer = Buffer(synthetic_dataset(PRESET, preset), device, normalise=True)
+    buffer = preset_buffer(PRESET, device)
     settings = {**OUR_SETTINGS.get(algo, {}), **overrides}
-    agent, control = (make_agent(algo, preset, settings, buffer, device) for _ in range(2))
-    for ours in (agent, control):
-        ours.finish_pretraining(buffer)
+    agent, control = (our_agent(algo, PRESET, buffer, device, settings) for _ in range(2))
     generator = torch.Generator().manual_seed(CONTROL_SEED)
     trainer = build_trainer(algo, module, config, preset.obs_dim, preset.act_dim)
     copy_ours_into_corl(algo, agent, trainer)
     align_loss_scale(algo, trainer)
     update = corl_update(algo, trainer)
     sample, drawn = buffer.sample_td_indices, []
-    buffer.sample_td_indices = lambda batch_size: drawn.append(sample(batch_size)) or drawn[-1]
+
+    def sample_and_record(batch_size: int) -> torch.Tensor:
+        drawn.append(sample(batch_size))
+        return drawn[-1]
+
+    buffer.sample_td_indices = sample_and_record
     report = []
     for step in range(1, steps + 1):
         torch.manual_seed(step)
         ours = agent.update(buffer, step)
         torch.manual_seed(step)
-        rows = sample(agent.settings.batch_size)
+        rows = sample(agent.settings.batch_size)  # the same draw again, for CORL's batch
         assert torch.equal(rows, drawn[-1]), "our update drew its batch rows after another random draw"
         theirs = update(corl_batch(buffer, rows))
         torch.manual_seed(step)
