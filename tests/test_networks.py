@@ -154,6 +154,25 @@ def test_ensemble_mlp_takes_one_input_per_member():
         torch.testing.assert_close(out[k], hand_ensemble_member(model, x[k], k))
 
 
+def test_ensemble_linear_with_one_output_matches_the_batched_product_and_its_gradients():
+    # The one-output layer is computed as dot products; its values and gradients are those of x @ W + b.
+    torch.manual_seed(0)
+    layer = EnsembleLinear(ensemble_size=2, in_dim=6, out_dim=1)
+    x = torch.randn(2, 5, 6, requires_grad=True)
+    upstream = torch.randn(2, 5, 1)
+    (layer(x) * upstream).sum().backward()
+    grads = (x.grad, layer.weight.grad, layer.bias.grad)
+    x_ref, weight, bias = (t.detach().clone().requires_grad_() for t in (x, layer.weight, layer.bias))
+    out_ref = x_ref @ weight + bias
+    (out_ref * upstream).sum().backward()
+    torch.testing.assert_close(layer(x), out_ref)
+    for grad, grad_ref in zip(grads, (x_ref.grad, weight.grad, bias.grad)):
+        torch.testing.assert_close(grad, grad_ref)
+    # Hand values of the gradients: d/dW_k = sum_b x_kb g_kb, d/db_k = sum_b g_kb.
+    torch.testing.assert_close(layer.weight.grad, (x * upstream).sum(dim=1, keepdim=True).transpose(1, 2).detach())
+    torch.testing.assert_close(layer.bias.grad, upstream.sum(dim=1, keepdim=True))
+
+
 def test_ensemble_linear_initialises_like_nn_linear():
     torch.manual_seed(0)
     layer = EnsembleLinear(ensemble_size=4, in_dim=25, out_dim=3)
