@@ -17,7 +17,8 @@ TOY_PROBE_STATES = np.linspace(-0.9, 0.9, 7)  # raw toy states across the range 
 def pytest_configure(config):
     # Every network in the tests is tiny: one thread per process is as fast, and the train.py processes the
     # tests start (which inherit this) no longer spin OpenMP threads against each other on a 2-core machine.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Set even when the caller exported another value: with OMP_NUM_THREADS=2 the suite took twice as long.
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="session")
