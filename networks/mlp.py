@@ -30,8 +30,8 @@ class EnsembleLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight.shape[-1] == 1:
-            # A critic's output unit: a batched product with one output column is several times slower on CPU
-            # than the same dot products as a multiply and a sum, backward pass included (benchmarks/throughput.py).
+            # A critic's output unit: MKL's batched product with one output column is several times slower than
+            # the same dot products, backward pass included (docs/performance.md, "What makes it fast").
             return torch.linalg.vecdot(x, self.weight.transpose(1, 2)).unsqueeze(-1) + self.bias
         return torch.baddbmm(self.bias, x, self.weight)
 

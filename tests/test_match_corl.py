@@ -16,22 +16,14 @@ from scripts.match_corl import align_loss_scale, copy_layers, norm_ratio, round_
 REPO = Path(__file__).resolve().parent.parent
 
 
-def corl_style_mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear and ReLU layers as CORL writes its networks."""
-    layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(sizes[-2], sizes[-1]))
-
-
 def test_each_member_of_our_ensemble_copied_into_linear_layers_computes_what_it_computes():
     torch.manual_seed(0)
     ensemble, inputs = EnsembleMLP(2, 14, (32, 32), 1), torch.randn(64, 14)
     for member in (0, 1):
-        corl = corl_style_mlp([14, 32, 32, 1])
+        corl = mlp(14, (32, 32), 1)  # nn.Linear and nn.ReLU layers, as CORL writes its networks
         copy_layers(ensemble, member, corl)
         torch.testing.assert_close(corl(inputs), ensemble.member(inputs, member), rtol=0, atol=1e-6)
-    policy, corl = mlp(11, (32, 32), 3), corl_style_mlp([11, 32, 32, 3])
+    policy, corl = mlp(11, (32, 32), 3), mlp(11, (32, 32), 3)
     copy_layers(policy, None, corl)
     assert torch.equal(corl(inputs[:, :11]), policy(inputs[:, :11]))
 
