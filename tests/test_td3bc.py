@@ -166,11 +166,11 @@ def test_actor_and_targets_move_every_second_step_only_and_the_actor_uses_that_s
     torch.manual_seed(11)
     rows = buffer.sample_td_indices(32)
     optimise(by_hand.critic_optimiser, by_hand.critic_loss(buffer, rows))
-    critic_gradients = [p.grad.clone() for p in by_hand.critic.parameters()]
     actor_loss, _ = by_hand.actor_loss(buffer, rows)
+    # The actor's loss builds no gradient for the critics, and the actor step leaves them trainable.
+    assert all(gradient is None for gradient in torch.autograd.grad(
+        actor_loss, list(by_hand.critic.parameters()), allow_unused=True, retain_graph=True))
     optimise(by_hand.actor_optimiser, actor_loss)
-    # The actor step adds nothing to the critics' gradients and leaves them trainable.
-    assert all(torch.equal(p.grad, g) for p, g in zip(by_hand.critic.parameters(), critic_gradients))
     assert all(p.requires_grad for p in agent.critic.parameters())
     assert set(metrics) == {"critic_loss", "actor_loss", "bc_lambda", "q_mean"}
     torch.testing.assert_close(metrics["actor_loss"], actor_loss.detach())
