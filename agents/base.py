@@ -23,8 +23,8 @@ def adam(parameters, lr: float) -> torch.optim.Adam:
 def optimise(optimiser: torch.optim.Adam, loss: torch.Tensor) -> None:
     """One step of an `adam` optimiser on `loss`: the arithmetic of zero_grad(), loss.backward() and step(), with
     the gradients taken by torch.autograd.grad and handed to torch's functional fused Adam group by group, the
-    state kept in the optimiser (so its state_dict and checkpoints are unchanged). Adam.step's Python
-    bookkeeping, about 70 us a call on a 2-core CPU, was a tenth of a TD3+BC update (docs/performance.md).
+    state kept in the optimiser (so its state_dict and checkpoints are unchanged). This skips Adam.step's Python
+    bookkeeping, repeated on every call, which weighs on the small agents' updates on a CPU (docs/performance.md).
     Parameters the loss does not reach are left alone, as step() leaves those without a gradient."""
     params = [p for group in optimiser.param_groups for p in group["params"] if p.requires_grad]
     grads = dict(zip(params, torch.autograd.grad(loss, params, allow_unused=True)))
