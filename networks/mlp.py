@@ -5,6 +5,12 @@ import math
 import torch
 from torch import nn
 
+# On a CPU, an ensemble pass over more rows than this runs through all its layers one block of rows at a time: a
+# block's activations (twin 256-wide critics: 2 x 1024 x 256 floats, 2 MB) are still in the cache when the next layer
+# and the backward pass read them, where a whole 7,936-row pass (CQL's) goes out to memory and back at every layer.
+# On a GPU one large product is faster, so there the pass stays whole (docs/performance.md, "What makes it fast").
+CPU_ROW_BLOCK = 1024
+
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
     """Linear layers with ReLU between them and no activation on the output."""
@@ -57,7 +63,9 @@ class EnsembleMLP(nn.Module):
         """(B, in) or (K, B, in) -> (K, B, out)."""
         if x.dim() == 2:
             x = x.expand(self.ensemble_size, *x.shape)
-        return self.net(x)
+        if x.device.type != "cpu" or x.shape[1] <= CPU_ROW_BLOCK:
+            return self.net(x)
+        return torch.cat([self.net(block) for block in x.split(CPU_ROW_BLOCK, dim=1)], dim=1)
 
     def member(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """Member k alone, without computing the others: (B, in) -> (B, out)."""

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from networks.critics import CriticEnsemble, OneHotHyperQ, StateValue, ensemble_mse, soft_update
 from networks.losses import exp_clip_weight, expectile_loss, expectile_weight, td_target
 from networks.mdn import LOG_STD_MAX, LOG_STD_MIN, MEAN_LIMIT, GaussianMixture, MixtureDensityNetwork
-from networks.mlp import EnsembleLinear, EnsembleMLP, mlp
+from networks.mlp import CPU_ROW_BLOCK, EnsembleLinear, EnsembleMLP, mlp
 from networks.policies import DeterministicPolicy, FixedStdGaussianPolicy, GaussianPolicy, TanhGaussianPolicy
 
 
@@ -152,6 +152,24 @@ def test_ensemble_mlp_takes_one_input_per_member():
     out = model(x)
     for k in range(3):
         torch.testing.assert_close(out[k], hand_ensemble_member(model, x[k], k))
+
+
+def test_ensemble_mlp_gives_a_large_batch_the_values_and_gradients_of_one_whole_pass():
+    # More rows than a block (two whole blocks and a part): values and gradients are those of the layers applied to
+    # all rows at once, up to float rounding (the products' kernels and the summing of the blocks' gradients).
+    torch.manual_seed(0)
+    model = EnsembleMLP(ensemble_size=2, in_dim=4, hidden=(8, 8), out_dim=1)
+    x = torch.randn(2 * CPU_ROW_BLOCK + 5, 4)
+    upstream = torch.randn(2, len(x), 1)
+    out = model(x)
+    whole = model.net(x.expand(2, *x.shape))
+    torch.testing.assert_close(out, whole)
+    grads = torch.autograd.grad((out * upstream).sum(), list(model.parameters()))
+    whole_grads = torch.autograd.grad((whole * upstream).sum(), list(model.parameters()))
+    for grad, whole_grad in zip(grads, whole_grads):
+        torch.testing.assert_close(grad, whole_grad, rtol=1e-5, atol=1e-5)
+    for k in range(2):
+        torch.testing.assert_close(out[k], hand_ensemble_member(model, x, k))
 
 
 def test_ensemble_linear_with_one_output_matches_the_batched_product_and_its_gradients():
