@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 from torch.nn import functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from benchmarks.throughput import MatrixProducts
 from networks.critics import CriticEnsemble, OneHotHyperQ, StateValue, ensemble_mse, soft_update
 from networks.losses import exp_clip_weight, expectile_loss, expectile_weight, td_target
 from networks.mdn import LOG_STD_MAX, LOG_STD_MIN, MEAN_LIMIT, GaussianMixture, MixtureDensityNetwork
@@ -173,27 +173,19 @@ def test_ensemble_mlp_gives_a_large_batch_the_values_and_gradients_of_one_whole_
         torch.testing.assert_close(out[k], hand_ensemble_member(model, x, k))
 
 
-class ProductRows(TorchDispatchMode):
-    """Records the rows of every batched product (a hidden layer of an ensemble) that runs inside the block."""
-
-    def __init__(self):
-        super().__init__()
-        self.rows = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten.baddbmm.default:
-            self.rows.append(args[1].shape[1])
-        return func(*args, **(kwargs or {}))
+def hidden_layer_rows(products: MatrixProducts) -> list[int]:
+    """The rows of each batched product with a bias (an ensemble's hidden layer) in a recording."""
+    return [args[1].shape[1] for func, args, _ in products.calls if func is torch.ops.aten.baddbmm.default]
 
 
 def test_ensemble_mlp_on_a_cpu_runs_a_large_batch_in_blocks_of_rows():
     model = EnsembleMLP(ensemble_size=2, in_dim=4, hidden=(8, 8), out_dim=1)
-    with ProductRows() as small:
+    with MatrixProducts() as small:
         model(torch.randn(CPU_ROW_BLOCK, 4))
-    with ProductRows() as large:
+    with MatrixProducts() as large:
         model(torch.randn(2 * CPU_ROW_BLOCK + 5, 4))
-    assert small.rows == [CPU_ROW_BLOCK] * 2  # two hidden layers, one pass
-    assert large.rows == [CPU_ROW_BLOCK] * 2 + [CPU_ROW_BLOCK] * 2 + [5] * 2  # block by block, all layers each
+    assert hidden_layer_rows(small) == [CPU_ROW_BLOCK] * 2  # two hidden layers, one pass
+    assert hidden_layer_rows(large) == [CPU_ROW_BLOCK] * 2 + [CPU_ROW_BLOCK] * 2 + [5] * 2  # block by block
 
 
 def test_ensemble_linear_with_one_output_matches_the_batched_product_and_its_gradients():
