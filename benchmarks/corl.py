@@ -35,7 +35,7 @@ for ours) to stderr.
 
     python -m benchmarks.corl --corl_path CORL --threads 2 --paired --steps 600 --warmup 30 --algo td3bc
 
-Our comparison (2026-12-02, 2-core Xeon VM) used CORL's files at commits 2b19dd1 (td3_bc.py,
+Our comparison (2026-12-03, 2-core AMD EPYC VM) used CORL's files at commits 2b19dd1 (td3_bc.py,
 iql.py), 00d356a (awac.py) and 1254f0b (cql.py).
 """
 
