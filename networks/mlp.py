@@ -7,7 +7,7 @@ from torch import nn
 
 # On a CPU, an ensemble pass over more rows than this runs through all its layers one block of rows at a time, so a
 # block's activations (twin 256-wide critics: 2 x 1024 x 256 floats, 2 MiB) can stay in the cache for the next layer
-# and the backward pass; a whole 7,936-row pass (CQL's) makes 16 MiB a layer. This took CQL from 1.12x to 1.26x CORL.
+# and the backward pass; a whole 7,936-row pass (CQL's) makes 16 MiB a layer.
 # On a GPU one large product is faster, so there the pass stays whole (docs/performance.md, "What makes it fast").
 CPU_ROW_BLOCK = 1024
 
